@@ -1,0 +1,5 @@
+"""The device side: load an export folder and answer queries. numpy + onnxruntime only, never torch."""
+
+from edgeguard.runtime.model import DeployedModel, softmax
+
+__all__ = ["DeployedModel", "softmax"]
