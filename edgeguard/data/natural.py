@@ -1,0 +1,59 @@
+"""Natural-image transfer sets: what a Knockoff-style thief queries with.
+
+Patches of the photographs that ship inside installed wheels (scikit-learn's two sample images and
+scikit-image's bundled photos), randomly cropped, flipped, resized and, for one-channel victims,
+turned to grayscale. They are from another distribution than any victim's data on purpose: that is
+the setting a real thief is in. Images that scikit-image would download at run time are not used.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+# scikit-image photographs bundled in its wheel (synthetic images such as checkerboard are left out)
+SKIMAGE_PHOTOS = (
+    "astronaut", "brick", "camera", "cat", "cell", "clock", "coffee", "coins", "grass", "gravel",
+    "hubble_deep_field", "immunohistochemistry", "moon", "page", "retina", "rocket", "text",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def photos() -> tuple[np.ndarray, ...]:
+    """All bundled photos as float32 RGB arrays in [0, 1], (H, W, 3)."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    out = [img.astype(np.float32) / 255.0 for img in load_sample_images().images]
+    for name in SKIMAGE_PHOTOS:
+        img = getattr(skimage.data, name)().astype(np.float32)
+        img = img / 255.0 if img.max() > 1.0 else img
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        out.append(img[..., :3])
+    return tuple(out)
+
+
+def natural_patches(n: int, shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """n random patches shaped (C, H, W), float32 in [0, 1]; deterministic for a seed."""
+    from skimage.transform import resize
+
+    channels, h, w = shape
+    rng = np.random.default_rng(seed)
+    imgs = photos()
+    out = np.empty((n, channels, h, w), dtype=np.float32)
+    for i in range(n):
+        img = imgs[rng.integers(len(imgs))]
+        side = int(rng.integers(max(h, 24), min(img.shape[:2]) // 2 + 1))
+        top = rng.integers(img.shape[0] - side + 1)
+        left = rng.integers(img.shape[1] - side + 1)
+        patch = img[top : top + side, left : left + side]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        patch = resize(patch, (h, w), order=1, anti_aliasing=True)
+        if channels == 1:
+            patch = patch @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            patch = patch[..., None]
+        out[i] = patch.transpose(2, 0, 1)
+    return out

@@ -1,0 +1,63 @@
+"""ONNX exporter: the eager-converted int8 model (or the fp32 teacher) -> .onnx.
+
+The TorchScript exporter (`dynamo=False`) is used on purpose: it is the one that understands the
+packed int8 params of an eager-converted model and writes them as int8 QuantizeLinear /
+DequantizeLinear graphs that onnxruntime fuses into QLinearConv / QGemm. The dynamo exporter fails
+on those params (measured here with torch 2.14).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from edgeguard.files import atomic_write
+
+OPSET = 17
+
+
+def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
+    example = torch.zeros(2, *input_shape)  # batch >= 2 so no size-1 batch gets baked in
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter and jit.trace announce deprecations
+            torch.onnx.export(
+                model.eval(), (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                input_names=["input"], output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )  # fmt: skip
+
+    return atomic_write(path, write)
+
+
+def weight_dtypes(path: Path) -> dict[str, int]:
+    """Number of stored weight values per dtype: proof that an int8 file really holds int8 weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    tensors = [numpy_helper.to_array(t) for t in graph.initializer]
+    tensors += [numpy_helper.to_array(a.t) for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    counts: Counter[str] = Counter()
+    for t in tensors:
+        counts[str(t.dtype)] += t.size
+    return dict(counts)
+
+
+def fused_ops(path: Path) -> dict[str, int]:
+    """The operators onnxruntime actually runs after its graph fusions (QLinearConv, QGemm, ...)."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return dict(Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node))

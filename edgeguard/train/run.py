@@ -1,0 +1,181 @@
+"""A training run: fp32 teacher -> QAT student (plain or DivQAT) -> true int8, in a run folder.
+
+The run folder holds `config.json`, `teacher.pt` (fp32), `qat.pt` (the fake-quantized student)
+and `metrics.json`. Everything downstream (export, attacks) rebuilds models from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeguard.data import Dataset, load_dataset
+from edgeguard.errors import EdgeguardError
+from edgeguard.files import atomic_write, atomic_write_json, ensure_dir, read_json
+from edgeguard.models import MODELS, build_model
+from edgeguard.models.blocks import QuantizableNet
+from edgeguard.train.loop import accuracy, fit, seed_everything
+from edgeguard.train.losses import cross_entropy
+from edgeguard.train.quantize import convert_int8, freeze, prepare_qat, qat_qconfig
+
+METHODS = ("qat",)
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "digits"
+    model: str = "small-cnn"
+    method: str = "qat"
+    backend: str = "x86"
+    seed: int = 0
+    epochs: int = 20  # fp32 teacher
+    qat_epochs: int = 8
+    batch_size: int = 64
+    lr: float = 2e-3
+    qat_lr: float = 5e-4
+    shift: int = 2  # augmentation: random translation in pixels
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    data_dir: str = "data"
+    download: bool = False
+    runs_dir: str = "runs"
+    name: str = ""
+    method_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.dataset}-{self.model}-{self.method}-{self.backend}-s{self.seed}"
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise EdgeguardError(f"unknown method '{self.method}'; choose one of: {', '.join(METHODS)}")
+        if self.model not in MODELS:
+            raise EdgeguardError(f"unknown model '{self.model}'; choose one of: {', '.join(MODELS)}")
+        qat_qconfig(self.backend)  # raises for an unknown backend
+
+
+@dataclass
+class Run:
+    """A trained run, loaded back: both models, the int8 conversion and the data."""
+
+    dir: Path
+    config: TrainConfig
+    teacher: QuantizableNet
+    qat: QuantizableNet
+    metrics: dict[str, Any]
+
+    def int8(self) -> torch.nn.Module:
+        return convert_int8(self.qat, self.config.backend)
+
+    def dataset(self) -> Dataset:
+        return load_dataset(self.config.dataset, self.config.data_dir, self.config.download)
+
+
+def _save_model(path: Path, model: torch.nn.Module) -> None:
+    atomic_write(path, lambda p: torch.save(model.state_dict(), p))
+
+
+def _load_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise EdgeguardError(f"checkpoint '{path}' is missing; train the run again") from e
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        raise EdgeguardError(f"checkpoint '{path}' is corrupt or not a state dict ({type(e).__name__}); train the run again") from e
+
+
+def tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(split.x), torch.from_numpy(split.y)
+
+
+def train_run(cfg: TrainConfig) -> Run:
+    """Train one run end to end and write its folder. Returns the loaded Run."""
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+    run_dir = ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
+    atomic_write_json(run_dir / "config.json", asdict(cfg))
+    x, y = tensors(data.train)
+    xt, yt = tensors(data.test)
+    # normalisation is part of the deployed contract (manifest), so training sees normalised inputs
+    norm = Normaliser(data.mean, data.std)
+    x, xt = norm(x), norm(xt)
+
+    seed_everything(cfg.seed)  # the initial weights are part of what a seed fixes
+    teacher = build_model(cfg.model, data.input_shape, len(data.classes))
+    fp32_times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, desc="fp32 teacher")
+    _save_model(run_dir / "teacher.pt", teacher)
+
+    qat = prepare_qat(teacher, cfg.backend)
+    frozen_from = max(1, cfg.qat_epochs * 3 // 4)
+    qat_times = fit(
+        qat, x, y, cross_entropy, cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
+        teacher=teacher, shift=cfg.shift, desc=f"{cfg.method}",
+        on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
+    )  # fmt: skip
+    _save_model(run_dir / "qat.pt", qat)
+    int8 = convert_int8(qat, cfg.backend)
+
+    metrics = {
+        "dataset": cfg.dataset,
+        "model": cfg.model,
+        "method": cfg.method,
+        "seed": cfg.seed,
+        "params": sum(p.numel() for p in teacher.parameters()),
+        # what export and attacks need to rebuild the models without reloading the data
+        "input_shape": list(data.input_shape),
+        "classes": data.classes,
+        "mean": data.mean,
+        "std": data.std,
+        "accuracy": {
+            "fp32": accuracy(teacher, xt, yt),
+            "fake_quant": accuracy(qat, xt, yt),
+            "int8": accuracy(int8, xt, yt),
+        },
+        "seconds_per_epoch": {"fp32": median(fp32_times), cfg.method: median(qat_times)},
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    return Run(run_dir, cfg, teacher, qat, metrics)
+
+
+def median(values: list[float]) -> float:
+    return float(torch.tensor(values).median()) if values else 0.0
+
+
+class Normaliser:
+    def __init__(self, mean: list[float], std: list[float]):
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Rebuild a finished run from its folder; missing or corrupt files give one clear sentence."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EdgeguardError(f"run folder '{run_dir}' does not exist; run `edgeguard train` first")
+    raw = read_json(run_dir / "config.json", "run config")
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in raw.items() if k in known})
+    metrics = read_json(run_dir / "metrics.json", "run metrics (is the run finished?)")
+    teacher = build_model(cfg.model, tuple(metrics["input_shape"]), len(metrics["classes"]))
+    _load_into(teacher, run_dir / "teacher.pt")
+    qat = prepare_qat(copy.deepcopy(teacher), cfg.backend)
+    _load_into(qat, run_dir / "qat.pt")
+    return Run(run_dir, cfg, teacher.eval(), qat.eval(), metrics)
+
+
+def _load_into(model: torch.nn.Module, path: Path) -> None:
+    try:
+        model.load_state_dict(_load_state(path))
+    except RuntimeError as e:
+        raise EdgeguardError(f"checkpoint '{path}' does not fit the model in config.json: {str(e).splitlines()[0]}") from e
+

@@ -1,0 +1,38 @@
+"""Shared fixtures: one default run trained and exported once per session (the real pipeline)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def torch_threads():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    return torch
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory, torch_threads):
+    """The README's default job: digits, small-cnn, x86 QAT, trained with the default settings."""
+    from edgeguard.train.run import TrainConfig, train_run
+
+    root = tmp_path_factory.mktemp("runs")
+    return train_run(TrainConfig(runs_dir=str(root), threads=1))
+
+
+@pytest.fixture(scope="session")
+def default_export(default_run, tmp_path_factory):
+    """Both precisions of the default run exported to ONNX; returns (folder, {precision: report row})."""
+    from edgeguard.export import export_run
+
+    out = tmp_path_factory.mktemp("export")
+    rows = {}
+    for int8 in (False, True):
+        result = export_run(default_run.dir, out, int8=int8)
+        rows["int8" if int8 else "fp32"] = result.report[0]
+    return result.folder, rows
