@@ -40,6 +40,15 @@ def train_options(f: Callable) -> Callable:
         click.option("--dataset", default="digits", show_default=True, type=click.Choice(list(DATASETS))),
         click.option("--model", default="small-cnn", show_default=True, help="small-cnn | lenet | resnet8"),
         click.option("--backend", default="x86", show_default=True, help="Quantized engine / qconfig: x86 (fbgemm) or qnnpack (ARM)."),
+        click.option("--method", default="qat", show_default=True, type=click.Choice(["qat", "divqat"]), help="Plain QAT, or DivQAT (docs/divqat.md)."),
+        click.option("--lam", type=float, help="DivQAT: weight of the divergence term."),
+        click.option("--temperature", type=float, help="DivQAT: softmax temperature of the divergence."),
+        click.option("--margin", type=float, help="DivQAT: bound on the per-sample divergence (nats)."),
+        click.option("--direction", type=click.Choice(["forward", "reverse"]), help="DivQAT: KL(teacher||student) or the reverse."),
+        click.option("--div-inputs", type=click.Choice(["offmanifold", "clean"]), help="DivQAT: where the divergence is applied."),
+        click.option("--mass", type=click.Choice(["full", "non-top1"]), help="DivQAT: diverge on the whole distribution or the non-top-1 part."),
+        click.option("--noise", type=float, help="DivQAT: noise amplitude of off-manifold inputs."),
+        click.option("--smooth", type=int, help="DivQAT: coarseness of off-manifold noise (1 = pixel noise)."),
         click.option("--seed", default=0, show_default=True),
         click.option("--epochs", default=20, show_default=True, help="fp32 teacher epochs."),
         click.option("--qat-epochs", default=8, show_default=True),
@@ -52,10 +61,17 @@ def train_options(f: Callable) -> Callable:
     return functools.reduce(lambda acc, opt: opt(acc), reversed(options), f)
 
 
+DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "noise": "noise", "smooth": "smooth"}
+
+
 def _config(**kw: Any):
+    """TrainConfig from CLI options; DivQAT options left unset keep the library's defaults."""
     from edgeguard.train.run import TrainConfig
 
-    return TrainConfig(**kw)
+    given = {opt: value for opt in DIVQAT_OPTIONS if (value := kw.pop(opt)) is not None}
+    if given and kw["method"] != "divqat":
+        raise EdgeguardError(f"options {', '.join('--' + o.replace('_', '-') for o in given)} apply to --method divqat only")
+    return TrainConfig(method_options={DIVQAT_OPTIONS[opt]: v for opt, v in given.items()}, **kw)
 
 
 def _print_train(run: Any) -> None:
@@ -77,7 +93,7 @@ def _print_export(result: Any) -> None:
 @main.command()
 @train_options
 def train(**kw: Any) -> None:
-    """Train an fp32 teacher, then QAT it to true int8. Writes runs/<name>/."""
+    """Train an fp32 teacher, then QAT (or DivQAT) it to true int8. Writes runs/<name>/."""
     from edgeguard.train.run import train_run
 
     _print_train(train_run(_config(**kw)))
@@ -91,7 +107,7 @@ def train(**kw: Any) -> None:
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 def export(run_dir: str | None, int8: bool, formats: str, out: str, runs_dir: str) -> None:
     """Export a run (default: the newest in --runs-dir) to out/<run>/ with manifest.json."""
-    from edgeguard.export import export_run
+    from edgeguard.export.pipeline import export_run
 
     run = Path(run_dir) if run_dir else _latest_run(Path(runs_dir))
     _print_export(export_run(run, out, int8=int8, formats=tuple(f.strip() for f in formats.split(",") if f.strip())))
@@ -102,7 +118,7 @@ def export(run_dir: str | None, int8: bool, formats: str, out: str, runs_dir: st
 @click.option("--out", default="export", show_default=True, type=click.Path(file_okay=False))
 def quickstart(out: str, **kw: Any) -> None:
     """The whole pipeline on the built-in default: train, export fp32 and int8 ONNX, compare."""
-    from edgeguard.export import export_run
+    from edgeguard.export.pipeline import export_run
     from edgeguard.train.run import train_run
 
     run = train_run(_config(**kw))

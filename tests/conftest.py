@@ -28,7 +28,7 @@ def default_run(tmp_path_factory, torch_threads):
 @pytest.fixture(scope="session")
 def default_export(default_run, tmp_path_factory):
     """Both precisions of the default run exported to ONNX; returns (folder, {precision: report row})."""
-    from edgeguard.export import export_run
+    from edgeguard.export.pipeline import export_run
 
     out = tmp_path_factory.mktemp("export")
     rows = {}

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgeguard.errors import EdgeguardError  # noqa: E402
-from edgeguard.export import export_run  # noqa: E402
+from edgeguard.export.pipeline import export_run  # noqa: E402
 from edgeguard.runtime import DeployedModel  # noqa: E402
 from edgeguard.train.run import load_run  # noqa: E402
 

@@ -1,5 +1,5 @@
-"""Exporters: a trained run -> model files + manifest.json in an export folder."""
+"""Exporters: a trained run -> model files + manifest.json in an export folder.
 
-from edgeguard.export.pipeline import FORMATS, ExportResult, export_run
-
-__all__ = ["FORMATS", "ExportResult", "export_run"]
+`pipeline.export_run` is the entry point; one module per format (`onnx.py`) holds the writer.
+Nothing is imported here so that training can use a format writer without a circular import.
+"""

@@ -22,7 +22,8 @@ from edgeguard.files import ensure_dir, sha256_file
 from edgeguard.manifest import MANIFEST, Manifest, ModelEntry
 from edgeguard.runtime import DeployedModel
 from edgeguard.train.quantize import describe
-from edgeguard.train.run import Normaliser, Run, load_run
+from edgeguard.train.loop import Normaliser
+from edgeguard.train.run import Run, load_run
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,17 @@ from tqdm.auto import tqdm
 from edgeguard.train.losses import Loss
 
 
+class Normaliser:
+    """(x - mean) / std per channel; the deployed model applies the same from its manifest."""
+
+    def __init__(self, mean: list[float], std: list[float]):
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     np.random.seed(seed)

@@ -20,11 +20,13 @@ from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write, atomic_write_json, ensure_dir, read_json
 from edgeguard.models import MODELS, build_model
 from edgeguard.models.blocks import QuantizableNet
-from edgeguard.train.loop import accuracy, fit, seed_everything
-from edgeguard.train.losses import cross_entropy
+from edgeguard.train.loop import Normaliser, accuracy, fit, seed_everything
+from edgeguard.export.onnx import export_onnx
+from edgeguard.train.losses import DivQATLoss, Loss, cross_entropy
+from edgeguard.train.measure import measure_int8
 from edgeguard.train.quantize import convert_int8, freeze, prepare_qat, qat_qconfig
 
-METHODS = ("qat",)
+METHODS = ("qat", "divqat")
 
 
 @dataclass
@@ -51,12 +53,21 @@ class TrainConfig:
     def run_name(self) -> str:
         return self.name or f"{self.dataset}-{self.model}-{self.method}-{self.backend}-s{self.seed}"
 
+    def loss(self) -> Loss:
+        if self.method == "qat":
+            return cross_entropy
+        try:
+            return DivQATLoss(**self.method_options)
+        except (TypeError, ValueError) as e:
+            raise EdgeguardError(f"bad DivQAT option: {e}") from e
+
     def validate(self) -> None:
         if self.method not in METHODS:
             raise EdgeguardError(f"unknown method '{self.method}'; choose one of: {', '.join(METHODS)}")
         if self.model not in MODELS:
             raise EdgeguardError(f"unknown model '{self.model}'; choose one of: {', '.join(MODELS)}")
         qat_qconfig(self.backend)  # raises for an unknown backend
+        self.loss()  # raises for bad method options
 
 
 @dataclass
@@ -94,7 +105,7 @@ def tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train_run(cfg: TrainConfig) -> Run:
-    """Train one run end to end and write its folder. Returns the loaded Run."""
+    """Train one run end to end and write its folder (with the int8 ONNX its metrics come from)."""
     cfg.validate()
     torch.set_num_threads(cfg.threads)
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
@@ -114,12 +125,13 @@ def train_run(cfg: TrainConfig) -> Run:
     qat = prepare_qat(teacher, cfg.backend)
     frozen_from = max(1, cfg.qat_epochs * 3 // 4)
     qat_times = fit(
-        qat, x, y, cross_entropy, cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
+        qat, x, y, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
         teacher=teacher, shift=cfg.shift, desc=f"{cfg.method}",
         on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
     )  # fmt: skip
     _save_model(run_dir / "qat.pt", qat)
     int8 = convert_int8(qat, cfg.backend)
+    onnx_path = export_onnx(int8, data.input_shape, run_dir / "int8.onnx")
 
     metrics = {
         "dataset": cfg.dataset,
@@ -137,6 +149,7 @@ def train_run(cfg: TrainConfig) -> Run:
             "fake_quant": accuracy(qat, xt, yt),
             "int8": accuracy(int8, xt, yt),
         },
+        "int8": measure_int8(teacher, onnx_path, data, norm),
         "seconds_per_epoch": {"fp32": median(fp32_times), cfg.method: median(qat_times)},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -146,15 +159,6 @@ def train_run(cfg: TrainConfig) -> Run:
 
 def median(values: list[float]) -> float:
     return float(torch.tensor(values).median()) if values else 0.0
-
-
-class Normaliser:
-    def __init__(self, mean: list[float], std: list[float]):
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
 
 def load_run(run_dir: str | Path) -> Run:

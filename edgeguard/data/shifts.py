@@ -1,0 +1,50 @@
+"""Benign distribution shifts of honest inputs: what an honest user's camera might do.
+
+Used to check that a defended model does not mislabel slightly-off honest inputs (the unmeasured
+risk of training a model to answer off-manifold inputs with junk).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def gaussian_noise(x: np.ndarray, rng: np.random.Generator, sigma: float = 0.1) -> np.ndarray:
+    return np.clip(x + rng.normal(0, sigma, x.shape), 0, 1).astype(np.float32)
+
+
+def translate(x: np.ndarray, rng: np.random.Generator, pixels: int = 2) -> np.ndarray:
+    out = np.zeros_like(x)
+    for i, img in enumerate(x):
+        dy, dx = rng.integers(-pixels, pixels + 1, 2)
+        out[i] = np.roll(img, (dy, dx), axis=(1, 2))
+        if dy > 0:
+            out[i, :, :dy] = 0
+        elif dy < 0:
+            out[i, :, dy:] = 0
+        if dx > 0:
+            out[i, :, :, :dx] = 0
+        elif dx < 0:
+            out[i, :, :, dx:] = 0
+    return out
+
+
+def rotate(x: np.ndarray, rng: np.random.Generator, degrees: float = 10.0) -> np.ndarray:
+    from scipy.ndimage import rotate as nd_rotate
+
+    angles = rng.uniform(-degrees, degrees, len(x))
+    return np.stack([nd_rotate(img, a, axes=(1, 2), reshape=False, order=1, mode="constant") for img, a in zip(x, angles)]).astype(np.float32)
+
+
+SHIFTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "noise_0.1": gaussian_noise,
+    "translate_2px": translate,
+    "rotate_10deg": rotate,
+}
+
+
+def shifted(x: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each benign shift of x, seeded."""
+    return {name: fn(x, np.random.default_rng(seed)) for name, fn in SHIFTS.items()}
