@@ -45,14 +45,15 @@ def train_options(f: Callable) -> Callable:
         click.option("--temperature", type=float, help="DivQAT: softmax temperature of the divergence."),
         click.option("--margin", type=float, help="DivQAT: bound on the per-sample divergence (nats)."),
         click.option("--direction", type=click.Choice(["forward", "reverse"]), help="DivQAT: KL(teacher||student) or the reverse."),
-        click.option("--div-inputs", type=click.Choice(["offmanifold", "clean"]), help="DivQAT: where the divergence is applied."),
-        click.option("--mass", type=click.Choice(["full", "non-top1"]), help="DivQAT: diverge on the whole distribution or the non-top-1 part."),
-        click.option("--noise", type=float, help="DivQAT: noise amplitude of off-manifold inputs."),
-        click.option("--smooth", type=int, help="DivQAT: coarseness of off-manifold noise (1 = pixel noise)."),
+        click.option("--div-inputs", type=click.Choice(["both", "mixup", "fields", "clean"]), help="DivQAT: where the divergence is applied (probe inputs)."),
+        click.option("--mass", type=click.Choice(["non-top1", "full"]), help="DivQAT: diverge on the whole distribution or the non-top-1 part."),
+        click.option("--div-noise", type=float, help="DivQAT: noise amplitude of mixup probe inputs."),
+        click.option("--smooth", type=int, help="DivQAT: coarseness of mixup probe noise (1 = pixel noise)."),
+        click.option("--anchor", type=float, help="DivQAT: weight of KL(teacher||student) on clean data."),
         click.option("--seed", default=0, show_default=True),
         click.option("--epochs", default=20, show_default=True, help="fp32 teacher epochs."),
         click.option("--qat-epochs", default=8, show_default=True),
-        click.option("--threads", default=os.cpu_count() or 1, show_default=True, help="torch threads (set explicitly: oversubscription is slow)."),
+        click.option("--threads", default=1, show_default=True, help="torch threads (set explicitly: oversubscription is slow)."),
         click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False)),
         click.option("--download", is_flag=True, help="Download a torchvision dataset if it is not in --data-dir."),
         click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False)),
@@ -61,7 +62,7 @@ def train_options(f: Callable) -> Callable:
     return functools.reduce(lambda acc, opt: opt(acc), reversed(options), f)
 
 
-DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "noise": "noise", "smooth": "smooth"}
+DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "noise", "smooth": "smooth", "anchor": "anchor"}
 
 
 def _config(**kw: Any):
@@ -134,8 +135,148 @@ def quickstart(out: str, **kw: Any) -> None:
     )
 
 
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise EdgeguardError(f"expected comma-separated integers, got '{text}'") from e
+
+
+@main.command()
+@click.argument("export_dir", type=click.Path(file_okay=False))
+@click.option("--defense", default="none", show_default=True, help='Defense stack spec, e.g. "reverse_sigmoid(beta=1,gamma=0.2) | round(decimals=2)".')
+@click.option("--source", default="natural", show_default=True, type=click.Choice(["natural", "pool"]), help="Thief's queries: natural photo patches, or the dataset's attacker pool.")
+@click.option("--labels", default="soft", show_default=True, type=click.Choice(["soft", "argmax"]))
+@click.option("--budget", default=500, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--steps", default=250, show_default=True, help="Surrogate training steps.")
+@click.option("--threads", default=1, show_default=True)
+def attack(export_dir: str, defense: str, source: str, labels: str, budget: int, seed: int, steps: int, threads: int) -> None:
+    """Knockoff thief against an exported int8 model behind a defense stack: how good is the copy?"""
+    import torch
+
+    from edgeguard.data import load_dataset
+    from edgeguard.evaluate.cells import Cell, ServedVictim, rob
+    from edgeguard.runtime import DeployedModel
+
+    torch.set_num_threads(threads)
+    model = DeployedModel.load(export_dir)
+    victim = ServedVictim(model, defense)
+    data = load_dataset(model.manifest.dataset)
+    row = rob(victim, data, [Cell(model.manifest.name, victim.stack.spec or "none", source, labels, budget, seed)], steps)[0]
+    click.echo(
+        f"{labels}-label thief, {row['queries']} {source} queries vs `{row['defense']}`: fidelity {row['fidelity']:.1%}, "
+        f"surrogate accuracy {row['surrogate_accuracy']:.1%} (victim serves {row['victim_accuracy']:.1%}, mean L1 change {row['perturbation_l1']:.3f})"
+    )
+
+
+@main.command()
+@click.option("--out", default="docs/results", show_default=True, type=click.Path(file_okay=False), help="Where cells.jsonl, results.json, results.md and fidelity.png go.")
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--budgets", default="100,500,1000", show_default=True)
+@click.option("--defense", "defenses", multiple=True, help="Defense stack spec (repeatable); default: none and reverse_sigmoid(beta=1.0,gamma=0.2).")
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--export-dir", default="export", show_default=True, type=click.Path(file_okay=False))
+@click.option("--threads", default=1, show_default=True)
+def evaluate(out: str, seeds: str, budgets: str, defenses: tuple[str, ...], runs_dir: str, export_dir: str, threads: int) -> None:
+    """The grid {QAT, DivQAT} x defenses x {pool, natural} thieves x {soft, argmax} x budgets x seeds. Resumable."""
+    from edgeguard.defenses import parse_stack
+    from edgeguard.evaluate.grid import GridSpec, run_grid
+    from edgeguard.evaluate.report import aggregate, markdown, plot, summarize_victims
+    from edgeguard.files import atomic_write_json, atomic_write_bytes, ensure_dir
+
+    spec = GridSpec(seeds=_ints(seeds), budgets=_ints(budgets), threads=threads)
+    if defenses:
+        spec.defenses = [parse_stack(d).spec or "none" for d in defenses]  # fail on a bad spec before any work
+    folder = ensure_dir(out)
+    result = run_grid(spec, folder, Path(runs_dir), Path(export_dir))
+    rows, victims = aggregate(result["cells"]), summarize_victims(result["victims"])
+    atomic_write_json(folder / "results.json", {"victims": victims, "cells": rows})
+    atomic_write_bytes(folder / "results.md", markdown(victims, rows).encode())
+    plot(rows, folder / "fidelity.png")
+    click.echo(markdown(victims, rows))
+    click.echo(f"wrote {folder}/results.json, results.md, fidelity.png")
+
+
 def _latest_run(runs_dir: Path) -> Path:
     runs = sorted((p for p in runs_dir.glob("*") if (p / "metrics.json").exists()), key=lambda p: (p / "metrics.json").stat().st_mtime)
     if not runs:
         raise EdgeguardError(f"no finished run in '{runs_dir}'; run `edgeguard train` first or pass a run folder")
     return runs[-1]
+
+
+KEYS_DB = click.option(
+    "--db", "--keys", "db", default="keys.db", show_default=True, envvar="EDGEGUARD_KEYS", type=click.Path(dir_okay=False),
+    help="API keys database (SQLite); default: keys.db in the current folder, or $EDGEGUARD_KEYS.",
+)
+
+
+@main.command("serve")
+@click.argument("export_folder", type=click.Path(file_okay=False))
+@KEYS_DB
+@click.option("--defense", default="none", show_default=True, help="Defense stack spec applied to every answer (docs/defenses.md).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1), help="onnxruntime threads (1 is fastest for small models).")
+@click.option("--output", default="probabilities", show_default=True, type=click.Choice(["probabilities", "topk", "label"]), help="What each answer reveals.")
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1), help="Classes per answer with --output topk.")
+@click.option("--max-batch", default=64, show_default=True, type=click.IntRange(1), help="Most items one request may hold.")
+@click.option("--max-body-bytes", type=click.IntRange(1), help="Largest request body (default: enough for --max-batch inputs).")
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "fp32"]))
+@click.option("--format", "format_", default="onnx", show_default=True, type=click.Choice(["onnx", "tflite"]), help="Model file to serve (needs its runtime backend).")
+def serve_command(export_folder: str, db: str, host: str, port: int, format_: str, **kw: Any) -> None:
+    """Answer queries over HTTP (Open Inference Protocol v2 + /predict) behind API keys and budgets."""
+    from edgeguard.serve import ServeConfig, serve
+
+    serve(ServeConfig(folder=export_folder, keys=db, format=format_, **kw), host=host, port=port, echo=click.echo)
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """Create, list and revoke the API keys of `edgeguard serve` (stored hashed, with budgets)."""
+
+
+@keys_group.command("add")
+@click.argument("name")
+@KEYS_DB
+@click.option("--budget", type=int, help="Total items this key may be answered (default: no limit).")
+@click.option("--daily", type=int, help="Items per UTC day (default: no limit).")
+@click.option("--rate", type=float, help="Items per second, token bucket (default: no limit).")
+@click.option("--burst", type=int, help="Bucket size in items (default: one second of --rate).")
+def keys_add(name: str, db: str, **limits: Any) -> None:
+    """Create a key; prints it once on stdout (only its sha256 is stored)."""
+    from edgeguard.serve.keys import KeyStore
+
+    key = KeyStore(db, create=True).add(name, **limits)
+    click.echo(f"created key '{name}' in {db}; it is shown only now, store it:", err=True)
+    click.echo(key)
+
+
+@keys_group.command("list")
+@KEYS_DB
+def keys_list(db: str) -> None:
+    """Every key with its limits and usage (never the key itself)."""
+    from edgeguard.serve.keys import KeyStore, utc_day, utc_now
+
+    records, today = KeyStore(db).records(), utc_day(utc_now())
+
+    def limit(value: Any) -> str:
+        return "-" if value is None else f"{value:g}"
+
+    click.echo(f"{'name':<20}{'status':<10}{'used':>10}{'budget':>10}{'today':>10}{'daily':>10}{'rate/s':>8}{'burst':>7}  created")
+    for r in records:
+        click.echo(
+            f"{r.name:<20}{'revoked' if r.revoked else 'active':<10}{r.used:>10}{limit(r.budget):>10}{r.used_on(today):>10}"
+            f"{limit(r.daily):>10}{limit(r.rate):>8}{limit(r.burst):>7}  {r.created}"
+        )
+
+
+@keys_group.command("revoke")
+@click.argument("name")
+@KEYS_DB
+def keys_revoke(name: str, db: str) -> None:
+    """Revoke a key: its next request gets 403, even on a running server."""
+    from edgeguard.serve.keys import KeyStore
+
+    KeyStore(db).revoke(name)
+    click.echo(f"revoked key '{name}' in {db}")

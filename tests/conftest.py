@@ -36,3 +36,12 @@ def default_export(default_run, tmp_path_factory):
         result = export_run(default_run.dir, out, int8=int8)
         rows["int8" if int8 else "fp32"] = result.report[0]
     return result.folder, rows
+
+
+@pytest.fixture(scope="session")
+def divqat_run(tmp_path_factory, torch_threads):
+    """DivQAT with its defaults, same data, seed and schedule as `default_run`."""
+    from edgeguard.train.run import TrainConfig, train_run
+
+    root = tmp_path_factory.mktemp("runs")
+    return train_run(TrainConfig(method="divqat", runs_dir=str(root), threads=1))

@@ -32,13 +32,18 @@ class Surrogate:
 
 def train_surrogate(
     x: np.ndarray, answers: np.ndarray, soft: bool, num_classes: int, arch: str = "small-cnn",
-    epochs: int = 50, lr: float = 2e-3, seed: int = 0,
+    steps: int = 250, lr: float = 2e-3, seed: int = 0,
 ) -> Surrogate:  # fmt: skip
-    """`soft=False` keeps only each answer's argmax: the thief that needs nothing but labels."""
+    """`soft=False` keeps only each answer's argmax: the thief that needs nothing but labels.
+
+    Training length is a number of optimizer steps, not epochs, so that a copy made from 100
+    queries and one made from 1,000 get the same effort and cost the same time.
+    """
     targets = answers if soft else np.eye(num_classes, dtype=np.float32)[answers.argmax(1)]
     norm = Normaliser(x.mean(axis=(0, 2, 3)).tolist(), (x.std(axis=(0, 2, 3)) + 1e-6).tolist())
     torch.manual_seed(seed)
     model = build_model(arch, x.shape[1:], num_classes)
     batch = max(16, min(64, len(x) // 8))
+    epochs = max(1, round(steps * batch / len(x)))
     fit(model, norm(torch.from_numpy(x)), torch.from_numpy(targets.astype(np.float32)), soft_cross_entropy, epochs, lr, batch, seed, shift=0, desc="surrogate")
     return Surrogate(model, norm)

@@ -42,6 +42,18 @@ def random_shift(x: torch.Tensor, pixels: int, gen: torch.Generator) -> torch.Te
     return padded.gather(2, rows).gather(3, cols)
 
 
+def augment(x: torch.Tensor, shift: int, noise: float, gen: torch.Generator) -> torch.Tensor:
+    """Honest-input augmentation: small translations and pixel noise of a random strength up to `noise`.
+
+    The noise part matters for DivQAT: a model taught to diverge on noisy off-manifold inputs must
+    still learn that an honest, slightly noisy image is not one of them.
+    """
+    x = random_shift(x, shift, gen)
+    if noise > 0:
+        x = x + noise * torch.rand(len(x), 1, 1, 1, generator=gen) * torch.randn(x.shape, generator=gen)
+    return x
+
+
 def fit(
     model: nn.Module,
     x: torch.Tensor,
@@ -53,6 +65,7 @@ def fit(
     seed: int = 0,
     teacher: Optional[nn.Module] = None,
     shift: int = 2,
+    noise: float = 0.0,
     on_epoch: Optional[Callable[[int], None]] = None,
     desc: str = "train",
 ) -> list[float]:
@@ -74,7 +87,7 @@ def fit(
         total = 0.0
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]
-            value = loss(random_shift(x[idx], shift, gen), y[idx], model, teacher)
+            value = loss(augment(x[idx], shift, noise, gen), y[idx], model, teacher)
             opt.zero_grad(set_to_none=True)
             value.backward()
             opt.step()

@@ -7,7 +7,6 @@ and `metrics.json`. Everything downstream (export, attacks) rebuilds models from
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -42,7 +41,8 @@ class TrainConfig:
     lr: float = 2e-3
     qat_lr: float = 5e-4
     shift: int = 2  # augmentation: random translation in pixels
-    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    noise: float = 0.5  # augmentation: pixel noise up to this std (in normalised units)
+    threads: int = 1  # more only on an otherwise idle machine: oversubscribed threads run 10-20x slower
     data_dir: str = "data"
     download: bool = False
     runs_dir: str = "runs"
@@ -119,14 +119,14 @@ def train_run(cfg: TrainConfig) -> Run:
 
     seed_everything(cfg.seed)  # the initial weights are part of what a seed fixes
     teacher = build_model(cfg.model, data.input_shape, len(data.classes))
-    fp32_times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, desc="fp32 teacher")
+    fp32_times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.noise, desc="fp32 teacher")
     _save_model(run_dir / "teacher.pt", teacher)
 
     qat = prepare_qat(teacher, cfg.backend)
     frozen_from = max(1, cfg.qat_epochs * 3 // 4)
     qat_times = fit(
         qat, x, y, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
-        teacher=teacher, shift=cfg.shift, desc=f"{cfg.method}",
+        teacher=teacher, shift=cfg.shift, noise=cfg.noise, desc=f"{cfg.method}",
         on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
     )  # fmt: skip
     _save_model(run_dir / "qat.pt", qat)

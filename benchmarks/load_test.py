@@ -1,0 +1,396 @@
+"""Load test of `edgeguard serve` on loopback: throughput, latency, server overhead, correctness.
+
+    python benchmarks/load_test.py --export /tmp/srv_export/digits-small-cnn-qat-x86-s0
+    python benchmarks/load_test.py --export ... --requests 5000 --clients 32 --out benchmarks/results/serve.json
+
+For each deployment (no defense, then STACK), in one run:
+1. start `edgeguard serve` in a subprocess on 127.0.0.1 (a free port, a fresh keys database, one
+   onnxruntime thread);
+2. latency: --latency-requests single-image /predict requests, one at a time on one keep-alive
+   connection -> p50 / p99 of the round trip as the client sees it;
+3. load: --requests requests from --clients concurrent keep-alive connections, a fixed mix of valid
+   requests (/predict and v2 infer, 1 or 8 images) and invalid ones (each kind of bad input, no key,
+   an unknown model, a too-large body) -> throughput, p50 / p99, counts by status;
+4. check that every valid answer equals `DeployedModel` + the same stack run in this process (exact
+   float64 equality: the server writes floats in round-trip form), that every invalid request got
+   its expected 4xx, and that no answer was a 5xx; then stop the server.
+Also measured in this process on the same single 28x28 input: the bare onnxruntime `session.run`
+p50, and `DeployedModel.predict` + stack. Server overhead = p50(server, step 2) - p50(bare).
+
+Bounded: each phase stops after its request count or --max-seconds, whichever comes first. Only
+127.0.0.1 is ever contacted. The client is a minimal HTTP/1.1 keep-alive client on asyncio streams,
+so that on a 2-core machine the load generator costs less CPU than the server it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from bench_defenses import STACK, machine
+
+from edgeguard.defenses import parse_stack
+from edgeguard.errors import EdgeguardError
+from edgeguard.files import atomic_write_json
+from edgeguard.runtime import DeployedModel
+from edgeguard.serve.keys import KeyStore
+from edgeguard.serve.service import default_max_body_bytes
+
+HOST = "127.0.0.1"
+BATCH = 8  # images per batched valid request
+
+
+@dataclass
+class Case:
+    """One prepared request: raw HTTP bytes, the status it must get, and for valid ones the answer."""
+
+    kind: str
+    raw: bytes
+    status: int
+    expected: np.ndarray | None = None  # defended probabilities (n, classes)
+    weight: int = 1
+
+
+def http_request(path: str, body: bytes, key: str | None, content_length: int | None = None) -> bytes:
+    head = [f"POST {path} HTTP/1.1", f"Host: {HOST}", "Content-Type: application/json"]
+    if key:
+        head.append(f"X-API-Key: {key}")
+    head.append(f"Content-Length: {len(body) if content_length is None else content_length}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def predict_body(x: np.ndarray) -> bytes:
+    return orjson.dumps({"inputs": x.tolist()})
+
+
+def infer_body(x: np.ndarray, name: str = "input") -> bytes:
+    tensor = {"name": name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+    return orjson.dumps({"inputs": [tensor]})
+
+
+def build_cases(model: DeployedModel, stack: Any, key: str, rng: np.random.Generator, max_batch: int, max_body: int) -> list[Case]:
+    """The request mix: 8 valid kinds (weighted 3 each) and 10 invalid kinds (weight 1 each)."""
+    shape, name = model.input_shape, model.manifest.name
+    infer_path = f"/v2/models/{name}/infer"
+
+    def valid(kind: str, path: str, x: np.ndarray, body: bytes) -> Case:
+        return Case(kind, http_request(path, body, key), 200, stack(model.predict(x), x), weight=3)
+
+    cases = []
+    for i in range(2):  # two distinct images / batches per valid kind
+        one = rng.random((1, *shape), dtype=np.float32)
+        many = rng.random((BATCH, *shape), dtype=np.float32)
+        cases += [
+            valid("predict_1", "/predict", one, predict_body(one[0])),
+            valid(f"predict_{BATCH}", "/predict", many, predict_body(many)),
+            valid("infer_1", infer_path, one, infer_body(one)),
+            valid(f"infer_{BATCH}", infer_path, many, infer_body(many)),
+        ]
+    good = rng.random((1, *shape), dtype=np.float32)
+    bad = [
+        ("wrong_shape", "/predict", predict_body(good[:, :, :-1]), key, 400),
+        ("non_numeric", "/predict", orjson.dumps({"inputs": np.full(shape, "x").tolist()}), key, 400),
+        ("nan", "/predict", json.dumps({"inputs": np.where(good > 0.5, np.nan, good).tolist()}).encode(), key, 400),
+        ("out_of_range", "/predict", predict_body(good * 255), key, 400),
+        ("too_many_items", "/predict", orjson.dumps({"inputs": np.full((max_batch + 1, *shape), 0.5).tolist()}), key, 400),
+        ("malformed_json", "/predict", predict_body(good)[:-7], key, 400),
+        ("wrong_tensor_name", infer_path, infer_body(good, "pixels"), key, 400),
+        ("unknown_model", "/v2/models/nope/infer", infer_body(good), key, 404),
+        ("no_key", "/predict", predict_body(good), None, 401),
+        ("unknown_key", "/predict", predict_body(good), "eg_not-a-key", 401),
+    ]
+    cases += [Case(kind, http_request(path, body, k), status) for kind, path, body, k, status in bad]
+    # declared too large: the server must refuse from the header alone, before reading a byte of body
+    cases.append(Case("too_large", http_request("/predict", b"", key, content_length=max_body + 1), 413))
+    return cases
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; reconnects when the server closes it (after a 413)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def send(self, raw: bytes) -> tuple[int, bytes]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(HOST, self.port)
+        reader, writer = self.streams
+        writer.write(raw)
+        head = await reader.readuntil(b"\r\n\r\n")
+        headers = dict(
+            line.split(b":", 1) for line in head.lower().split(b"\r\n")[1:] if b":" in line
+        )
+        body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+        if headers.get(b"connection", b"").strip() == b"close":
+            self.close()
+        return int(head[9:12]), body
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+async def drive(port: int, plan: list[int], cases: list[Case], clients: int, deadline: float) -> tuple[list[tuple[int, int, bytes, int]], float]:
+    """Send cases[plan[i]] for every i from `clients` connections; returns (case, status, body, ns) and seconds."""
+    results: list[tuple[int, int, bytes, int]] = []
+    queue = iter(plan)
+
+    async def client() -> None:
+        conn = Connection(port)
+        for index in queue:  # a shared iterator: each request goes to whichever client is free
+            if time.monotonic() > deadline:
+                break
+            start = time.perf_counter_ns()
+            status, body = await conn.send(cases[index].raw)
+            results.append((index, status, body, time.perf_counter_ns() - start))
+        conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return results, time.perf_counter() - start
+
+
+def check(results: list[tuple[int, int, bytes, int]], cases: list[Case], classes: list[str]) -> dict[str, Any]:
+    """Statuses as expected, every 200 answer equal to the local defended model's."""
+    wrong_status, wrong_answer, statuses = [], 0, {}
+    for index, status, body, _ in results:
+        case = cases[index]
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        if status != case.status:
+            wrong_status.append(f"{case.kind}: got {status}, expected {case.status}: {body[:200]!r}")
+            continue
+        reply = orjson.loads(body)
+        if case.expected is None:
+            if not isinstance(reply.get("error"), str):
+                wrong_status.append(f"{case.kind}: {status} without an error sentence")
+            continue
+        if "outputs" in reply:  # v2 infer
+            out = reply["outputs"][0]
+            served, labels = np.reshape(out["data"], out["shape"]), None
+        else:
+            served, labels = np.asarray(reply["probabilities"]), reply["labels"]
+        expected_labels = [classes[i] for i in case.expected.argmax(axis=1)]
+        if not np.array_equal(served, case.expected) or (labels is not None and labels != expected_labels):
+            wrong_answer += 1
+    return {
+        "by_status": dict(sorted(statuses.items())),
+        "server_errors_5xx": sum(v for k, v in statuses.items() if k.startswith("5")),
+        "wrong_status": len(wrong_status),
+        "wrong_status_examples": wrong_status[:5],
+        "valid_answers_checked": sum(1 for i, s, _, _ in results if cases[i].expected is not None and s == 200),
+        "valid_answers_differing_from_local": wrong_answer,
+    }
+
+
+def run_async(coro: Any) -> Any:
+    """uvloop when installed (as on the server): the client's own cost is part of every round trip."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def percentiles_us(ns: list[int]) -> dict[str, float]:
+    q = np.percentile(np.asarray(ns, np.float64) / 1e3, [50, 99])
+    return {"p50_us": round(float(q[0]), 1), "p99_us": round(float(q[1]), 1)}
+
+
+def bare_latency(model: DeployedModel, stack: Any, x: np.ndarray, reps: int) -> dict[str, float]:
+    """Median in-process cost of the same query: onnxruntime alone, then the full local pipeline."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+    session = ort.InferenceSession(str(model.path), opts, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: model.normalise(x)}
+
+    def median_us(fn: Any) -> float:
+        for _ in range(reps // 10):
+            fn()
+        samples = []
+        for _ in range(reps):
+            start = time.perf_counter_ns()
+            fn()
+            samples.append(time.perf_counter_ns() - start)
+        return round(statistics.median(samples) / 1e3, 1)
+
+    return {
+        "onnxruntime_session_run_p50_us": median_us(lambda: session.run(None, feed)),
+        "deployed_model_plus_stack_p50_us": median_us(lambda: stack(model.predict(x), x)),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`edgeguard serve` in a subprocess, stopped (SIGTERM, then SIGKILL) when the block ends."""
+
+    def __init__(self, export: Path, keys: Path, defense: str, max_batch: int):
+        self.port = free_port()
+        command = "from edgeguard.cli import main; main()"
+        self.args = [
+            sys.executable, "-c", command, "serve", str(export), "--keys", str(keys), "--defense", defense,
+            "--host", HOST, "--port", str(self.port), "--threads", "1", "--max-batch", str(max_batch),
+        ]
+
+    def __enter__(self) -> "Server":
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EdgeguardError(f"the server exited at start-up: {self.proc.stdout.read().strip()}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.__exit__()
+        raise EdgeguardError("the server did not start listening within 60 s")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    model = DeployedModel.load(export, threads=1)
+    stack = parse_stack(defense)
+    keys_db = tmp / f"keys-{len(list(tmp.iterdir()))}.db"
+    key = KeyStore(keys_db, create=True).add("load-test")  # no budget, no rate limit: measure the server
+    rng = np.random.default_rng(args.seed)
+    max_body = default_max_body_bytes(model.input_shape, args.max_batch)
+    cases = build_cases(model, stack, key, rng, args.max_batch, max_body)
+    weights = np.array([c.weight for c in cases], np.float64)
+    plan = rng.choice(len(cases), size=args.requests, p=weights / weights.sum()).tolist()
+    single = next(i for i, c in enumerate(cases) if c.kind == "predict_1")
+
+    with Server(export, keys_db, defense, args.max_batch) as server:
+        deadline = time.monotonic() + args.max_seconds
+        warm, _ = run_async(drive(server.port, [single] * 50, cases, 1, deadline))
+        seq, _ = run_async(drive(server.port, [single] * args.latency_requests, cases, 1, deadline))
+        deadline = time.monotonic() + args.max_seconds
+        load, seconds = run_async(drive(server.port, plan, cases, args.clients, deadline))
+    checks = check(warm + seq + load, cases, model.manifest.classes)
+    valid = [r for r in load if cases[r[0]].expected is not None]
+    items = sum(len(cases[r[0]].expected) for r in valid if r[1] == 200)
+    x = rng.random((1, *model.input_shape), dtype=np.float32)
+    bare = bare_latency(model, stack, x, args.bare_reps)
+    latency = percentiles_us([r[3] for r in seq])
+    return {
+        "defense": stack.spec,
+        "latency_single_client": {"requests": len(seq), **latency},
+        "load": {
+            "requests": len(load),
+            "clients": args.clients,
+            "seconds": round(seconds, 3),
+            "requests_per_s": round(len(load) / seconds, 1),
+            "items_answered_per_s": round(items / seconds, 1),
+            "valid_requests": len(valid),
+            "invalid_requests": len(load) - len(valid),
+            **percentiles_us([r[3] for r in load]),
+            "p50_us_valid_single_image": percentiles_us([r[3] for r in valid if cases[r[0]].kind.endswith("_1")])["p50_us"],
+        },
+        "in_process": bare,
+        "server_overhead_p50_us": round(latency["p50_us"] - bare["onnxruntime_session_run_p50_us"], 1),
+        "checks": checks,
+    }
+
+
+def versions() -> dict[str, str]:
+    have = {}
+    for package in ("starlette", "uvicorn", "uvloop", "httptools", "orjson"):
+        try:
+            have[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            have[package] = "not installed"
+    return have
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [f"{result['model']} on {result['machine']['processor']}, {result['machine']['cpu_count']} CPUs"]
+    for d in result["deployments"]:
+        lat, load, bare, ok = d["latency_single_client"], d["load"], d["in_process"], d["checks"]
+        lines.append(f"defense: {d['defense']}")
+        lines.append(
+            f"  1 client:   p50 {lat['p50_us']:.0f} us  p99 {lat['p99_us']:.0f} us  "
+            f"(bare onnxruntime p50 {bare['onnxruntime_session_run_p50_us']:.0f} us, model + stack {bare['deployed_model_plus_stack_p50_us']:.0f} us)"
+            f"  -> server overhead {d['server_overhead_p50_us']:.0f} us"
+        )
+        lines.append(
+            f"  {load['clients']} clients: {load['requests']} requests ({load['invalid_requests']} invalid) in {load['seconds']:.2f} s = "
+            f"{load['requests_per_s']:.0f} req/s, {load['items_answered_per_s']:.0f} items/s; p50 {load['p50_us']:.0f} us  p99 {load['p99_us']:.0f} us"
+        )
+        lines.append(
+            f"  checks: statuses {ok['by_status']}, 5xx {ok['server_errors_5xx']}, wrong status {ok['wrong_status']}, "
+            f"answers differing from local {ok['valid_answers_differing_from_local']} of {ok['valid_answers_checked']}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--export", type=Path, required=True, help="export folder (manifest.json + model.int8.onnx)")
+    parser.add_argument("--defense", default=STACK, help="the stack of the second deployment (the first has none)")
+    parser.add_argument("--requests", type=int, default=3000, help="requests in the load phase (>= 1000)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent keep-alive connections")
+    parser.add_argument("--latency-requests", type=int, default=1000, help="sequential single-image requests")
+    parser.add_argument("--bare-reps", type=int, default=2000, help="in-process timings per median")
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="cap on each phase's duration")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve.json"))
+    args = parser.parse_args(argv)
+    if args.requests < 1000 or args.clients < 1 or args.latency_requests < 1:
+        parser.error("--requests must be >= 1000, --clients and --latency-requests >= 1")
+    try:
+        before = machine()
+        with tempfile.TemporaryDirectory() as tmp:
+            deployments = [run_deployment(args.export, spec, args, Path(tmp)) for spec in ("none", args.defense)]
+        model = DeployedModel.load(args.export)
+        result = {
+            "what": "edgeguard serve on loopback: latency, throughput, server overhead, correctness",
+            "model": f"{model.manifest.name} ({model.entry.file}, input {list(model.input_shape)})",
+            "machine": {**before, **versions(), "load_average_at_end": machine()["load_average_1_5_15_min"]},
+            "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "deployments": deployments,
+        }
+        atomic_write_json(args.out, result)
+    except EdgeguardError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(render(result))
+    print(f"saved {args.out}")
+    failed = any(d["checks"]["server_errors_5xx"] or d["checks"]["wrong_status"] or d["checks"]["valid_answers_differing_from_local"] for d in result["deployments"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

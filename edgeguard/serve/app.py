@@ -1,0 +1,160 @@
+"""The HTTP face of a `Service`: starlette routes, body limits, JSON errors, request metrics.
+
+Routes (docs/serving.md has examples):
+    GET  /v2/health/live, /v2/health/ready, /v2/models/{name}/ready   no key
+    GET  /v2/models/{name}                                             metadata
+    POST /v2/models/{name}/infer                                       Open Inference Protocol (v2)
+    POST /predict                                                      {"inputs": nested array}
+    GET  /metrics                                                      Prometheus text, no key
+
+Endpoints run on the event loop itself, not in a thread pool: a query on these models takes tens of
+microseconds of onnxruntime, less than handing it to a thread would cost, and one loop thread makes
+the service's state (rate buckets, counters, the SQLite connection) single-threaded by construction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edgeguard.serve.keys import Checkpointer
+from edgeguard.serve.metrics import CONTENT_TYPE
+from edgeguard.serve.protocol import ClientError, dumps
+from edgeguard.serve.service import Service
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(payload), status, headers, media_type="application/json")
+
+
+def api_key(request: Request) -> str | None:
+    """The key from `X-API-Key: <key>` or `Authorization: Bearer <key>`."""
+    key = request.headers.get("x-api-key")
+    if key is None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        key = token if scheme.lower() == "bearer" else None
+    return key.strip() if key else None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` bytes, declared or streamed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large(limit)
+    return bytes(body)
+
+
+def too_large(limit: int) -> ClientError:
+    """413, closing the connection: the rest of the body is not worth reading."""
+    return ClientError(
+        413, "too_large", f"the body may be at most {limit} bytes (enough for the largest batch this server accepts); send fewer items",
+        {"Connection": "close"},
+    )
+
+
+def create_app(service: Service) -> Starlette:
+    async def live(request: Request) -> Response:
+        return json_response({"live": True})
+
+    async def ready(request: Request) -> Response:
+        return json_response({"ready": True})  # the model was verified and warmed up before binding
+
+    async def model_ready(request: Request) -> Response:
+        service.check_model(request.path_params["name"])
+        return json_response({"name": service.name, "ready": True})
+
+    async def metadata(request: Request) -> Response:
+        service.authenticate(api_key(request))
+        return json_response(service.metadata(request.path_params["name"]))
+
+    async def infer(request: Request) -> Response:
+        caller = service.authenticate(api_key(request))
+        body = await read_body(request, service.max_body_bytes)
+        return json_response(service.infer(caller, request.path_params["name"], body))
+
+    async def predict(request: Request) -> Response:
+        caller = service.authenticate(api_key(request))
+        body = await read_body(request, service.max_body_bytes)
+        return json_response(service.predict(caller, body))
+
+    async def metrics(request: Request) -> Response:
+        return Response(service.render_metrics(), media_type=CONTENT_TYPE)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ClientError)
+        service.metrics.rejected[exc.reason] += 1
+        return json_response({"error": exc.message}, exc.status, exc.headers)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """The router's own 404 / 405, in the same JSON shape as every other error."""
+        assert isinstance(exc, HTTPException)
+        message = {
+            404: f"no such route: {request.url.path}; see /v2/models/{service.name} and /predict",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }.get(exc.status_code, exc.detail)
+        return json_response({"error": message}, exc.status_code, exc.headers)
+
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2/models/{name}/ready", model_ready),
+        Route("/v2/models/{name}", metadata),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/predict", predict, methods=["POST"]),
+        Route("/metrics", metrics),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        checkpointer = Checkpointer(service.store.path).start()  # the serving connection makes none
+        try:
+            yield
+        finally:
+            checkpointer.stop()
+
+    app = Starlette(routes=routes, exception_handlers={ClientError: refused, HTTPException: http_error}, lifespan=lifespan)
+    templates = {route.endpoint: route.path for route in routes}
+    return RequestMetrics(app, service, templates)
+
+
+class RequestMetrics:
+    """ASGI wrapper timing every request and counting it by route template and status.
+
+    Outermost, so it sees what the client sees, 404s and 500s included; route templates (not raw
+    paths) keep the label set small whatever paths clients invent.
+    """
+
+    def __init__(self, app: ASGIApp, service: Service, templates: dict[Any, str]):
+        self.app = app
+        self.metrics = service.metrics
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500  # what the client gets if the app raises before starting a response
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = self.templates.get(scope.get("endpoint"), "other")
+            self.metrics.observe(route, status, time.perf_counter() - start)

@@ -1,0 +1,164 @@
+"""One deployment's request handling without HTTP: who is asking, may they, what to answer.
+
+The order of the checks is the security argument:
+1. the key (401 missing or unknown, 403 revoked or out of budget): strangers learn nothing else;
+2. the request itself (4xx): a malformed request never reaches the model and costs no budget;
+3. the rate limit (429 + Retry-After): refused requests take no budget either;
+4. the charge: every item of the batch reserved atomically in the keys database, and committed,
+   before any answer is computed, so a crash can lose an answer but never a count;
+5. the model, the defense stack, and the deployment's output form.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeguard.defenses import parse_stack
+from edgeguard.runtime import DeployedModel
+from edgeguard.serve.keys import KeyRecord, KeyStore, utc_day, utc_now
+from edgeguard.serve.metrics import Metrics
+from edgeguard.serve.predictor import Answer, Predictor
+from edgeguard.serve.protocol import ClientError, InputSpec, parse_infer, parse_predict, v2_tensor
+from edgeguard.serve.ratelimit import RateLimiter
+
+# v2 metadata's platform names (KServe's for ONNX); any other format names itself
+PLATFORMS = {"onnx": "onnxruntime_onnx"}
+
+
+def default_max_body_bytes(input_shape: tuple[int, ...], max_batch: int) -> int:
+    """Room for max_batch inputs written with 24 bytes per number (a float32 in full, a comma, a space)."""
+    return max_batch * math.prod(input_shape) * 24 + 4096
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything `edgeguard serve` is told; `max_body_bytes` None: enough for max_batch inputs."""
+
+    folder: str | Path
+    keys: str | Path = "keys.db"
+    defense: str = "none"
+    output: str = "probabilities"
+    top_k: int = 3
+    max_batch: int = 64
+    max_body_bytes: int | None = None
+    threads: int = 1
+    precision: str = "int8"
+    format: str = "onnx"
+
+
+@dataclass(frozen=True)
+class Caller:
+    key: str
+    record: KeyRecord  # as read when the request arrived
+    day: str  # the UTC day the request is charged to
+
+
+class Service:
+    def __init__(
+        self,
+        predictor: Predictor,
+        store: KeyStore,
+        max_batch: int,
+        max_body_bytes: int | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        limiter: RateLimiter | None = None,
+    ):
+        self.predictor = predictor
+        self.store = store
+        self.clock = clock
+        self.limiter = limiter or RateLimiter()
+        self.metrics = Metrics()
+        model = predictor.model
+        self.name = model.manifest.name
+        self.spec = InputSpec(model.input_shape, max_batch)
+        self.max_body_bytes = max_body_bytes or default_max_body_bytes(model.input_shape, max_batch)
+        self.outputs = predictor.output_metadata()  # also the warm-up inference
+        self.output_names = tuple(o["name"] for o in self.outputs)
+
+    @classmethod
+    def load(cls, config: ServeConfig) -> "Service":
+        """Verify and load the model (sha256 against the manifest), parse the stack, open the keys."""
+        stack = parse_stack(config.defense)
+        model = DeployedModel.load(config.folder, precision=config.precision, format=config.format, threads=config.threads)
+        predictor = Predictor(model, stack, config.output, config.top_k)
+        return cls(predictor, KeyStore(config.keys, autocheckpoint=False), config.max_batch, config.max_body_bytes)
+
+    def authenticate(self, key: str | None) -> Caller:
+        if not key:
+            raise ClientError(
+                401, "unauthorized", "this route needs an API key: send the header 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        record = self.store.lookup(key)
+        if record is None:
+            raise ClientError(401, "unauthorized", "unknown API key; check it, or ask the operator for one", {"WWW-Authenticate": "Bearer"})
+        day = utc_day(self.clock())
+        refusal = record.refusal(1, day)
+        if refusal:
+            raise ClientError(403, "forbidden", refusal)
+        return Caller(key, record, day)
+
+    def check_model(self, name: str) -> None:
+        if name != self.name:
+            raise ClientError(404, "not_found", f"no model named '{name}' here; this server serves '{self.name}'")
+
+    def answer(self, caller: Caller, x: np.ndarray) -> Answer:
+        """Rate-limit, charge every item, then answer: (n, C, H, W) validated -> the served outputs."""
+        n, record = len(x), caller.record
+        wait = self.limiter.admit(record.name, n, record.rate, record.burst)
+        if wait > 0:
+            raise ClientError(
+                429, "rate_limited",
+                f"API key '{record.name}' may send {record.rate:g} items per second (bursts of {record.burst}); retry in {wait:.2f} s",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        if not self.store.charge(caller.key, n, caller.day):
+            latest = self.store.lookup(caller.key)
+            refusal = latest.refusal(n, caller.day) if latest else None  # None only if another process raced a change in
+            raise ClientError(403, "forbidden", refusal or f"API key '{record.name}' cannot be charged {n} more items now")
+        self.limiter.spend(record.name, n)  # no await since admit(): nothing else ran in between
+        answer = self.predictor.answer(x)
+        self.metrics.items += n
+        return answer
+
+    def predict(self, caller: Caller, body: bytes) -> dict[str, Any]:
+        answer = self.answer(caller, parse_predict(body, self.spec))
+        classes = self.predictor.model.manifest.classes
+        return {name: value.tolist() for name, value in answer.tensors.items()} | {
+            "labels": [classes[i] for i in answer.top1]
+        }
+
+    def infer(self, caller: Caller, name: str, body: bytes) -> dict[str, Any]:
+        self.check_model(name)
+        request = parse_infer(body, self.spec, self.output_names)
+        answer = self.answer(caller, request.x)
+        wanted = request.outputs or self.output_names
+        reply: dict[str, Any] = {"model_name": self.name}
+        if request.id is not None:
+            reply["id"] = request.id
+        reply["outputs"] = [v2_tensor(n, answer.tensors[n]) for n in wanted]
+        return reply
+
+    def metadata(self, name: str) -> dict[str, Any]:
+        """What a client needs to query: shapes, classes, output form; never the defense parameters."""
+        self.check_model(name)
+        model = self.predictor.model
+        return {
+            "name": self.name,
+            "platform": PLATFORMS.get(model.entry.format, model.entry.format),
+            "inputs": [{"name": self.spec.name, "datatype": "FP32", "shape": [-1, *self.spec.shape]}],
+            "outputs": self.outputs,
+            "classes": list(model.manifest.classes),
+            "int8": model.entry.precision == "int8",
+            "output": self.predictor.output,
+            "max_batch": self.spec.max_batch,
+        }
+
+    def render_metrics(self) -> str:
+        return self.metrics.render(self.store.records(), utc_day(self.clock()))

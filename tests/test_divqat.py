@@ -1,0 +1,99 @@
+"""DivQAT: the loss is what it says, and its divergence survives into the int8 ONNX model."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from edgeguard.errors import EdgeguardError  # noqa: E402
+from edgeguard.models import build_model  # noqa: E402
+from edgeguard.train.losses import DivQATLoss, divergence, frozen_statistics  # noqa: E402
+from edgeguard.train.quantize import prepare_qat  # noqa: E402
+from edgeguard.train.run import TrainConfig  # noqa: E402
+
+
+class Fixed(nn.Module):
+    """A 'model' that returns given logits (plus a trainable offset, to see gradients)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+        self.offset = nn.Parameter(torch.zeros(logits.shape[1]))
+
+    def forward(self, x):
+        return self.logits + self.offset
+
+
+def test_loss_is_ce_minus_bounded_kl():
+    t = torch.tensor([[4.0, 1.0, 0.0], [0.0, 3.0, 0.5]])
+    s = torch.tensor([[1.0, 2.0, 0.0], [0.2, 0.1, 2.0]])
+    y = torch.tensor([0, 1])
+    x = torch.zeros(2, 1)
+    pt, ps = F.softmax(t, 1), F.softmax(s, 1)
+    kl = (pt * (pt.log() - ps.log())).sum(1)  # forward KL by hand
+    loss = DivQATLoss(lam=0.3, margin=10.0, inputs="clean", mass="full", anchor=0.0)
+    expected = F.cross_entropy(s, y) - 0.3 * kl.mean()
+    assert torch.allclose(loss(x, y, Fixed(s), Fixed(t)), expected, atol=1e-6)
+    # the bound: with a margin below both KLs the divergence term is the constant lam * margin
+    tight = DivQATLoss(lam=0.3, margin=0.01, inputs="clean", mass="full", anchor=0.0)
+    assert kl.min() > 0.01
+    assert torch.allclose(tight(x, y, Fixed(s), Fixed(t)), F.cross_entropy(s, y) - 0.3 * 0.01, atol=1e-6)
+
+
+def test_bounded_divergence_gives_no_gradient_past_the_margin():
+    t, s = torch.tensor([[5.0, 0.0, 0.0]]), torch.tensor([[0.0, 5.0, 0.0]])
+    y = torch.tensor([1])
+    grads = []
+    for loss in (DivQATLoss(lam=1.0, margin=0.5, inputs="clean", mass="full", anchor=0.0), lambda x, y, st, te: F.cross_entropy(st(x), y)):
+        student = Fixed(s)
+        loss(torch.zeros(1, 1), y, student, Fixed(t)).backward()
+        grads.append(student.offset.grad.clone())
+    assert torch.allclose(grads[0], grads[1])
+
+
+def test_non_top1_divergence_ignores_the_top_class():
+    t = torch.tensor([[5.0, 1.0, 0.0]])
+    a = torch.tensor([[9.0, 1.0, 0.0]])  # same non-top-1 shape, different top-1 mass
+    assert divergence(t, a, 1.0, "forward", "non-top1").item() < 1e-6
+    assert divergence(t, a, 1.0, "forward", "full").item() > 0.01
+    assert divergence(t, torch.tensor([[5.0, 0.0, 1.0]]), 1.0, "forward", "non-top1").item() > 0.1
+
+
+def test_gradients_flow_through_fake_quant_and_probes_leave_statistics_alone():
+    torch.manual_seed(0)
+    teacher = build_model("small-cnn", (1, 28, 28), 10).eval()
+    student = prepare_qat(teacher, "x86")
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    student(x)  # observers see one honest batch
+    before = {k: v.clone() for k, v in student.state_dict().items() if "running" in k or "min_val" in k or "max_val" in k}
+    with frozen_statistics(student):
+        student(10 * torch.randn(16, 1, 28, 28))
+    after = student.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert student.training
+    loss = DivQATLoss()(x, y, student, teacher)
+    loss.backward()
+    grad = student.features[0][0].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+def test_bad_options_are_sentences():
+    with pytest.raises(EdgeguardError, match="inputs must be one of"):
+        TrainConfig(method="divqat", method_options={"inputs": "everywhere"}).validate()
+    with pytest.raises(EdgeguardError, match="bad DivQAT option"):
+        TrainConfig(method="divqat", method_options={"lambda": 1}).validate()
+
+
+def test_divqat_diverges_on_transfer_inputs_but_keeps_accuracy(default_run, divqat_run):
+    """Measured on the int8 ONNX model in onnxruntime (metrics.json), against plain QAT."""
+    qat, div = default_run.metrics["int8"], divqat_run.metrics["int8"]
+    print("transfer KL qat", qat["transfer"]["kl"], "divqat", div["transfer"]["kl"])
+    print("accuracy qat", qat["int8_onnx_accuracy"], "divqat", div["int8_onnx_accuracy"])
+    assert div["transfer"]["kl"] > 10 * qat["transfer"]["kl"]
+    assert div["transfer"]["kl"] > 0.3
+    assert div["int8_onnx_accuracy"] >= qat["int8_onnx_accuracy"] - 0.015
+    for shift, acc in div["shifted_accuracy"].items():
+        assert acc >= qat["shifted_accuracy"][shift] - 0.03, shift
+    # on honest test data the two stay close: the divergence lives where thieves query
+    assert div["test"]["top1_agreement"] >= 0.98
