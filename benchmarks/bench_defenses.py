@@ -9,6 +9,9 @@ the model's inference time (`DeployedModel.predict`: normalise, onnxruntime, sof
 batch. Inputs are uniform noise in [0, 1]: timings do not depend on the image, only on its shape;
 the probabilities are the model's answers to them. adaptive_misinformation uses the model itself
 as its misinformation model, a stand-in with a real model's cost.
+
+What a stack adds to one *served* request (issue 4's bar: at most 5%) needs the server's latency in
+the same run: benchmarks/load_test.py measures both and writes the ratio (`defense_overhead`).
 """
 
 from __future__ import annotations

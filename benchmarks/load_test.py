@@ -17,6 +17,15 @@ For each deployment (no defense, then STACK), in one run:
 Also measured in this process on the same single 28x28 input: the bare onnxruntime `session.run`
 p50, and `DeployedModel.predict` + stack. Server overhead = p50(server, step 2) - p50(bare).
 
+Then the defense overhead (issue 4's bar: a stack may add at most 5% to one served request): both
+deployments served at once, --latency-requests single-image requests (and a twentieth as many of
+64 images) sent to them in turn from one client, so that whatever else the machine does slows both
+alike; the stack alone timed in this process at batch 1 and 64 as bench_defenses.py times it.
+ratio = stack alone / p50 of the undefended server at that batch. Beside it, what the stack really
+adds to a request, as medians over pairs of defended - undefended: over HTTP (noisy on a busy
+machine), and inside the server without HTTP (`Service.predict` + JSON for the two deployments in
+turn, in this process), where the stack runs with caches cold from the rest of the request.
+
 Bounded: each phase stops after its request count or --max-seconds, whichever comes first. Only
 127.0.0.1 is ever contacted. The client is a minimal HTTP/1.1 keep-alive client on asyncio streams,
 so that on a 2-core machine the load generator costs less CPU than the server it measures.
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -42,17 +52,20 @@ from typing import Any
 
 import numpy as np
 import orjson
-from bench_defenses import STACK, machine
+from bench_defenses import BATCHES, STACK, machine
+from bench_defenses import median_us as bench_median_us
 
 from edgeguard.defenses import parse_stack
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write_json
 from edgeguard.runtime import DeployedModel
 from edgeguard.serve.keys import KeyStore
-from edgeguard.serve.service import default_max_body_bytes
+from edgeguard.serve.protocol import dumps
+from edgeguard.serve.service import ServeConfig, Service, default_max_body_bytes
 
 HOST = "127.0.0.1"
 BATCH = 8  # images per batched valid request
+OVERHEAD_BAR = 0.05  # a defense stack may add at most 5% to one served request's latency
 
 
 @dataclass
@@ -323,6 +336,97 @@ def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Pa
     }
 
 
+async def alternate(ports: list[int], raws: list[bytes], rounds: int) -> list[list[tuple[int, bytes, int]]]:
+    """Send raws[j] to ports[j] for each j in turn, `rounds` times (which goes first alternates)."""
+    conns = [Connection(port) for port in ports]
+    results: list[list[tuple[int, bytes, int]]] = [[] for _ in ports]
+    for i in range(rounds):
+        for j in range(len(ports)) if i % 2 == 0 else reversed(range(len(ports))):
+            start = time.perf_counter_ns()
+            status, body = await conns[j].send(raws[j])
+            results[j].append((status, body, time.perf_counter_ns() - start))
+    for conn in conns:
+        conn.close()
+    return results
+
+
+def paired_difference_us(first: list[int], second: list[int]) -> float:
+    """Median over pairs of second - first (ns in, us out): what one side adds, with the noise paired away."""
+    return statistics.median(b - a for a, b in zip(first, second)) / 1e3
+
+
+def defense_overhead(export: Path, defense: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Issue 4's bar: the stack alone against one served request of the same batch, without a defense.
+
+    Beside the ratio, two paired measures of what the stack really adds to a request: over HTTP
+    (both servers up, requests alternated; noisy on a busy machine), and inside the server without
+    HTTP (`Service.predict` + JSON, the two deployments alternated in this process), where the stack
+    runs with its caches cold from the rest of the request and costs more than in a tight loop.
+    """
+    model = DeployedModel.load(export, threads=1)
+    stack = parse_stack(defense)
+    rng = np.random.default_rng(args.seed)
+    specs = ("none", defense)
+    dbs = [tmp / f"keys-overhead-{i}.db" for i in range(len(specs))]
+    keys = [KeyStore(db, create=True).add("overhead") for db in dbs]  # no budget, no rate limit
+    warmup = 10
+    queries = {}
+    for b in (b for b in BATCHES if b <= args.max_batch):
+        x = rng.random((b, *model.input_shape), dtype=np.float32)
+        rounds = args.latency_requests if b == 1 else max(10, args.latency_requests // 20)
+        queries[b] = (x, predict_body(x), rounds + warmup)
+    served = {}
+    with contextlib.ExitStack() as running:
+        ports = [running.enter_context(Server(export, db, spec, args.max_batch)).port for db, spec in zip(dbs, specs)]
+        for b, (x, body, rounds) in queries.items():
+            probs = model.predict(x)
+            results = run_async(alternate(ports, [http_request("/predict", body, key) for key in keys], rounds))
+            for answers, want in zip(results, (probs, stack(probs, x))):
+                status, reply, _ = answers[0]
+                if status != 200 or not np.array_equal(orjson.loads(reply)["probabilities"], want):
+                    raise EdgeguardError(f"the overhead phase got a wrong answer at batch {b}: {status} {reply[:200]!r}")
+            served[b] = [[t for _, _, t in r[warmup:]] for r in results]
+    services = [Service.load(ServeConfig(folder=export, keys=db, defense=spec, max_batch=args.max_batch)) for db, spec in zip(dbs, specs)]
+    batches = {}
+    for b, (x, body, rounds) in queries.items():
+        inside: list[list[int]] = [[], []]
+        for i in range(rounds):
+            for j in (0, 1) if i % 2 == 0 else (1, 0):
+                start = time.perf_counter_ns()
+                dumps(services[j].predict(services[j].authenticate(keys[j]), body))
+                inside[j].append(time.perf_counter_ns() - start)
+        probs = model.predict(x)
+        stack_us = bench_median_us(lambda: stack(probs, x), args.bare_reps, args.bare_reps // 10)
+        bare_ns, defended_ns = served[b]
+        bare_p50 = statistics.median(bare_ns) / 1e3
+        over_http = paired_difference_us(bare_ns, defended_ns)
+        in_server = paired_difference_us(inside[0][warmup:], inside[1][warmup:])
+        batches[str(b)] = {
+            "requests_each": len(bare_ns),
+            "stack_us": round(stack_us, 2),
+            "served_p50_us_no_defense": round(bare_p50, 1),
+            "served_p50_us_defended": round(statistics.median(defended_ns) / 1e3, 1),
+            "ratio": round(stack_us / bare_p50, 4),
+            "served_paired_difference_us": round(over_http, 1),
+            "served_paired_difference_ratio": round(over_http / bare_p50, 4),
+            "in_server_paired_difference_us": round(in_server, 1),
+            "in_server_paired_difference_ratio": round(in_server / bare_p50, 4),
+        }
+    for service in services:
+        service.store.close()
+    return {
+        "what": (
+            "ratio: the stack alone (in-process median, as bench_defenses.py) / p50 of one served request of the same batch "
+            "without a defense (both servers up at once, requests alternated from one client); paired differences: median over "
+            "pairs of defended - undefended, over HTTP and inside the server (Service.predict + JSON, no HTTP)"
+        ),
+        "stack": stack.spec,
+        "bar": OVERHEAD_BAR,
+        "within_bar": all(v["ratio"] <= OVERHEAD_BAR for v in batches.values()),
+        "batches": batches,
+    }
+
+
 def versions() -> dict[str, str]:
     have = {}
     for package in ("starlette", "uvicorn", "uvloop", "httptools", "orjson"):
@@ -351,6 +455,14 @@ def render(result: dict[str, Any]) -> str:
             f"  checks: statuses {ok['by_status']}, 5xx {ok['server_errors_5xx']}, wrong status {ok['wrong_status']}, "
             f"answers differing from local {ok['valid_answers_differing_from_local']} of {ok['valid_answers_checked']}"
         )
+    over = result["defense_overhead"]
+    lines.append(f"defense overhead of `{over['stack']}` (bar: {over['bar']:.0%} of a served request):")
+    for b, v in over["batches"].items():
+        lines.append(
+            f"  batch {b}: stack {v['stack_us']:.1f} us = {v['ratio']:.1%} of the undefended p50 {v['served_p50_us_no_defense']:.0f} us; "
+            f"paired difference over HTTP {v['served_paired_difference_us']:.1f} us ({v['served_paired_difference_ratio']:.1%}), "
+            f"inside the server {v['in_server_paired_difference_us']:.1f} us ({v['in_server_paired_difference_ratio']:.1%})"
+        )
     return "\n".join(lines)
 
 
@@ -373,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         before = machine()
         with tempfile.TemporaryDirectory() as tmp:
             deployments = [run_deployment(args.export, spec, args, Path(tmp)) for spec in ("none", args.defense)]
+            overhead = defense_overhead(args.export, args.defense, args, Path(tmp))
         model = DeployedModel.load(args.export)
         result = {
             "what": "edgeguard serve on loopback: latency, throughput, server overhead, correctness",
@@ -381,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "deployments": deployments,
+            "defense_overhead": overhead,
         }
         atomic_write_json(args.out, result)
     except EdgeguardError as e:

@@ -145,14 +145,16 @@ def _ints(text: str) -> list[int]:
 @main.command()
 @click.argument("export_dir", type=click.Path(file_okay=False))
 @click.option("--defense", default="none", show_default=True, help='Defense stack spec, e.g. "reverse_sigmoid(beta=1,gamma=0.2) | round(decimals=2)".')
+@click.option("--url", help="Rob a running `edgeguard serve` (e.g. http://127.0.0.1:8000) instead of EXPORT_DIR + --defense; EXPORT_DIR is the export it serves (dataset, classes, bare model).")
+@click.option("--api-key", envvar="EDGEGUARD_API_KEY", help="API key for --url (default: $EDGEGUARD_API_KEY). Its budget must cover --budget plus the test split.")
 @click.option("--source", default="natural", show_default=True, type=click.Choice(["natural", "pool"]), help="Thief's queries: natural photo patches, or the dataset's attacker pool.")
 @click.option("--labels", default="soft", show_default=True, type=click.Choice(["soft", "argmax"]))
 @click.option("--budget", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--steps", default=250, show_default=True, help="Surrogate training steps.")
 @click.option("--threads", default=1, show_default=True)
-def attack(export_dir: str, defense: str, source: str, labels: str, budget: int, seed: int, steps: int, threads: int) -> None:
-    """Knockoff thief against an exported int8 model behind a defense stack: how good is the copy?"""
+def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, source: str, labels: str, budget: int, seed: int, steps: int, threads: int) -> None:
+    """Knockoff thief against an exported int8 model behind a defense stack, or a running server: how good is the copy?"""
     import torch
 
     from edgeguard.data import load_dataset
@@ -161,13 +163,27 @@ def attack(export_dir: str, defense: str, source: str, labels: str, budget: int,
 
     torch.set_num_threads(threads)
     model = DeployedModel.load(export_dir)
-    victim = ServedVictim(model, defense)
+    if url is None:
+        victim = ServedVictim(model, defense)
+        label = victim.stack.spec or "none"
+    else:
+        from edgeguard.attacks.http import HttpVictim, RemoteServedVictim
+
+        if defense.strip().lower() != "none":
+            raise EdgeguardError("with --url the server applies its own defense stack; leave out --defense")
+        if not api_key:
+            raise EdgeguardError("--url needs an API key: pass --api-key or set $EDGEGUARD_API_KEY")
+        victim = RemoteServedVictim(HttpVictim(url, api_key, model.manifest.name), model)
+        label = f"served by {url}"
     data = load_dataset(model.manifest.dataset)
-    row = rob(victim, data, [Cell(model.manifest.name, victim.stack.spec or "none", source, labels, budget, seed)], steps)[0]
+    row = rob(victim, data, [Cell(model.manifest.name, label, source, labels, budget, seed)], steps)[0]
     click.echo(
         f"{labels}-label thief, {row['queries']} {source} queries vs `{row['defense']}`: fidelity {row['fidelity']:.1%}, "
         f"surrogate accuracy {row['surrogate_accuracy']:.1%} (victim serves {row['victim_accuracy']:.1%}, mean L1 change {row['perturbation_l1']:.3f})"
     )
+    if url is not None:
+        answered = victim.client.queries
+        click.echo(f"the server at {url} answered {answered} queries: {budget} for the thief, {answered - budget} for the test split")
 
 
 @main.command()
@@ -224,6 +240,7 @@ KEYS_DB = click.option(
 @click.option("--max-body-bytes", type=click.IntRange(1), help="Largest request body (default: enough for --max-batch inputs).")
 @click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "fp32"]))
 @click.option("--format", "format_", default="onnx", show_default=True, type=click.Choice(["onnx", "tflite"]), help="Model file to serve (needs its runtime backend).")
+@click.option("--on-flag", default="log", show_default=True, help='What a key the monitor flags gets: log, label-only, slow, block, or a defense stack spec (docs/detection.md).')
 def serve_command(export_folder: str, db: str, host: str, port: int, format_: str, **kw: Any) -> None:
     """Answer queries over HTTP (Open Inference Protocol v2 + /predict) behind API keys and budgets."""
     from edgeguard.serve import ServeConfig, serve
@@ -233,7 +250,7 @@ def serve_command(export_folder: str, db: str, host: str, port: int, format_: st
 
 @main.group("keys")
 def keys_group() -> None:
-    """Create, list and revoke the API keys of `edgeguard serve` (stored hashed, with budgets)."""
+    """Create, list, revoke and un-flag the API keys of `edgeguard serve` (stored hashed, with budgets)."""
 
 
 @keys_group.command("add")
@@ -255,7 +272,7 @@ def keys_add(name: str, db: str, **limits: Any) -> None:
 @keys_group.command("list")
 @KEYS_DB
 def keys_list(db: str) -> None:
-    """Every key with its limits and usage (never the key itself)."""
+    """Every key with its limits, usage and monitor flag (never the key itself)."""
     from edgeguard.serve.keys import KeyStore, utc_day, utc_now
 
     records, today = KeyStore(db).records(), utc_day(utc_now())
@@ -263,11 +280,15 @@ def keys_list(db: str) -> None:
     def limit(value: Any) -> str:
         return "-" if value is None else f"{value:g}"
 
-    click.echo(f"{'name':<20}{'status':<10}{'used':>10}{'budget':>10}{'today':>10}{'daily':>10}{'rate/s':>8}{'burst':>7}  created")
+    def status(r: Any) -> str:
+        return "revoked" if r.revoked else "flagged" if r.flagged else "active"
+
+    click.echo(f"{'name':<20}{'status':<10}{'used':>10}{'budget':>10}{'today':>10}{'daily':>10}{'rate/s':>8}{'burst':>7}  {'created':<27}flag")
     for r in records:
+        flag = f"{r.flagged} {r.flag_reason}" if r.flagged else "-"
         click.echo(
-            f"{r.name:<20}{'revoked' if r.revoked else 'active':<10}{r.used:>10}{limit(r.budget):>10}{r.used_on(today):>10}"
-            f"{limit(r.daily):>10}{limit(r.rate):>8}{limit(r.burst):>7}  {r.created}"
+            f"{r.name:<20}{status(r):<10}{r.used:>10}{limit(r.budget):>10}{r.used_on(today):>10}"
+            f"{limit(r.daily):>10}{limit(r.rate):>8}{limit(r.burst):>7}  {r.created:<27}{flag}"
         )
 
 
@@ -280,3 +301,14 @@ def keys_revoke(name: str, db: str) -> None:
 
     KeyStore(db).revoke(name)
     click.echo(f"revoked key '{name}' in {db}")
+
+
+@keys_group.command("clear-flag")
+@click.argument("name")
+@KEYS_DB
+def keys_clear_flag(name: str, db: str) -> None:
+    """Lift the monitor's flag from a key after review; a running server watches it afresh from its next query."""
+    from edgeguard.serve.keys import KeyStore
+
+    KeyStore(db).clear_flag(name)
+    click.echo(f"cleared the flag of key '{name}' in {db}")

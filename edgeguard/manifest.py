@@ -2,7 +2,8 @@
 
 The export folder is the one thing that crosses from the training side to the device side, so the
 manifest carries what a server would otherwise have to guess: input shape, normalisation, class
-names, and for each model file its format, precision, quantization scheme and sha256.
+names, and for each model file its format, precision, quantization scheme, sha256 and the thresholds
+of the serving monitor calibrated on it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ModelEntry:
     sha256: str
     size_bytes: int
     quantization: dict[str, Any] = field(default_factory=dict)
+    monitor: dict[str, Any] = field(default_factory=dict)  # serving monitor thresholds fitted on this file (edgeguard.monitor)
 
 
 @dataclass

@@ -48,3 +48,17 @@ SHIFTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
 def shifted(x: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """Each benign shift of x, seeded."""
     return {name: fn(x, np.random.default_rng(seed)) for name, fn in SHIFTS.items()}
+
+
+def random_shifts(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each image left as it is or given one benign shift, chosen uniformly: an honest user's mixed stream.
+
+    Used to calibrate the serving monitor's thresholds and to check its false flags on honest streams.
+    """
+    out = x.copy()
+    which = rng.integers(len(SHIFTS) + 1, size=len(x))  # 0: unchanged
+    for i, fn in enumerate(SHIFTS.values(), start=1):
+        chosen = which == i
+        if chosen.any():
+            out[chosen] = fn(x[chosen], rng)
+    return out

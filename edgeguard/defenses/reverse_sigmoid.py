@@ -14,12 +14,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from edgeguard.defenses.base import Defense, logit, normalize_rows, sigmoid
+from edgeguard.defenses.base import Defense, clip01_, logit, normalize_rows, sigmoid
 
 
 def perturbation(probs: np.ndarray, beta: float, gamma: float) -> np.ndarray:
     """r = beta * (sigmoid(gamma * logit(p)) - 1/2), with p clipped to [1e-9, 1 - 1e-9] in the logit."""
-    return beta * (sigmoid(gamma * logit(probs)) - 0.5)
+    r = sigmoid(gamma * logit(probs))
+    r -= 0.5  # in place: the same values as beta * (s - 0.5), without two more arrays
+    r *= beta
+    return r
 
 
 @dataclass(frozen=True)
@@ -46,4 +49,5 @@ class ReverseSigmoid(Defense):
         self.require(self.gamma > 0, f"gamma must be > 0 (the sigmoid's slope), got {self.gamma}")
 
     def apply(self, probs: np.ndarray, inputs: np.ndarray | None) -> np.ndarray:
-        return normalize_rows(np.clip(probs - perturbation(probs, self.beta, self.gamma), 0.0, 1.0), probs)
+        r = perturbation(probs, self.beta, self.gamma)
+        return normalize_rows(clip01_(np.subtract(probs, r, out=r)), probs)

@@ -39,4 +39,4 @@ class Round(Defense):
         )
 
     def apply(self, probs: np.ndarray, inputs: np.ndarray | None) -> np.ndarray:
-        return fill_empty_rows(np.round(probs, self.decimals), probs)
+        return fill_empty_rows(probs.round(self.decimals), probs)

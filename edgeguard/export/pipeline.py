@@ -17,6 +17,7 @@ import torch
 
 from edgeguard.data.natural import natural_patches
 from edgeguard.errors import EdgeguardError
+from edgeguard.export.calibrate import calibrate_monitor
 from edgeguard.export.onnx import export_onnx, fused_ops, weight_dtypes
 from edgeguard.files import ensure_dir, sha256_file
 from edgeguard.manifest import MANIFEST, Manifest, ModelEntry
@@ -93,6 +94,7 @@ def export_run(run_dir: str | Path, out: str | Path = "export", int8: bool = Tru
         row["weights"] = weight_dtypes(path)
         row["runtime_ops"] = fused_ops(path)
         entry.quantization = {**quant, "verified": row["parity"]} if int8 else {}
+        entry.monitor = calibrate_monitor(deployed, data)  # thresholds of `edgeguard serve`'s monitor
         report.append(row)
     manifest.save(folder)
     return ExportResult(folder, manifest, report)

@@ -13,6 +13,8 @@ Why SQLite, and how it is used:
   runs them for 10+ ms, so the server's connection does none: a `Checkpointer` thread runs them on
   its own connection once a second, while the serving thread keeps committing.
 - The server reads a key's row on every request, so `keys add` / `keys revoke` take effect at once.
+- Flags (set by the serving monitor, edgeguard.monitor) live in the same row, so a thief cannot
+  shed one by crashing the server, and `keys clear-flag` takes effect on a running server too.
 
 Keys are 256-bit random tokens stored as their sha256: a stolen database holds no usable key, and a
 salt would add nothing to a secret that cannot be guessed. The plaintext is shown once, at `add`.
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from edgeguard.errors import EdgeguardError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
     name     TEXT PRIMARY KEY,
@@ -45,10 +47,14 @@ CREATE TABLE IF NOT EXISTS keys (
     burst    INTEGER,               -- token bucket size in items; NULL when rate is NULL
     used     INTEGER NOT NULL DEFAULT 0,
     day      TEXT NOT NULL DEFAULT '',  -- the UTC day day_used counts
-    day_used INTEGER NOT NULL DEFAULT 0
+    day_used INTEGER NOT NULL DEFAULT 0,
+    flagged  TEXT,                  -- when the monitor flagged the key as a likely thief, or NULL
+    flag_reason TEXT                -- the monitor's evidence, for the operator; never sent to clients
 )
 """
-COLUMNS = "name, created, revoked, budget, daily, rate, burst, used, day, day_used"  # KeyRecord's fields
+# an older schema version -> the statements that bring its file to SCHEMA_VERSION
+UPGRADES = {1: ("ALTER TABLE keys ADD COLUMN flagged TEXT", "ALTER TABLE keys ADD COLUMN flag_reason TEXT")}
+COLUMNS = "name, created, revoked, budget, daily, rate, burst, used, day, day_used, flagged, flag_reason"  # KeyRecord's fields
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # also safe as a Prometheus label value
 KEY_PREFIX = "eg_"  # makes a leaked key easy to recognise (and to grep for) in logs and code
 
@@ -80,6 +86,8 @@ class KeyRecord:
     used: int
     day: str
     day_used: int
+    flagged: str | None
+    flag_reason: str | None
 
     def used_on(self, day: str) -> int:
         return self.day_used if self.day == day else 0
@@ -116,16 +124,31 @@ class KeyStore:
             # autocommit (isolation_level=None): every statement is its own committed transaction
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, *UPGRADES, SCHEMA_VERSION):
                 raise EdgeguardError(f"keys database '{self.path}' has schema {version}, this edgeguard reads {SCHEMA_VERSION}")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute(SCHEMA)
-            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version != SCHEMA_VERSION:
+                self._create_or_upgrade()
             if not autocheckpoint:
                 self.db.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.DatabaseError as e:
             raise EdgeguardError(f"keys database '{self.path}' cannot be opened ({e}); is it an edgeguard keys file?") from e
+
+    def _create_or_upgrade(self) -> None:
+        """Create the table, or add what a file of an older schema lacks, in one write transaction
+        (re-reading the version under the lock: another process may have just done it)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            self.db.execute(SCHEMA)
+            for statement in UPGRADES.get(version, ()):
+                self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -167,8 +190,23 @@ class KeyStore:
         if self.db.execute("UPDATE keys SET revoked = ? WHERE name = ? AND revoked IS NULL", (when, name)).rowcount:
             return
         if self.record_named(name) is None:
-            raise EdgeguardError(f"no key named '{name}' in '{self.path}'; `edgeguard keys list --db {self.path}` shows them")
+            raise self._unknown(name)
         raise EdgeguardError(f"key '{name}' is already revoked")
+
+    def flag(self, name: str, reason: str, now: datetime | None = None) -> None:
+        """Mark a key as a likely extraction client until an operator clears it; a flagged key keeps its first reason."""
+        when = (now or utc_now()).isoformat(timespec="seconds")
+        self.db.execute("UPDATE keys SET flagged = ?, flag_reason = ? WHERE name = ? AND flagged IS NULL", (when, reason, name))
+
+    def clear_flag(self, name: str) -> None:
+        if self.db.execute("UPDATE keys SET flagged = NULL, flag_reason = NULL WHERE name = ? AND flagged IS NOT NULL", (name,)).rowcount:
+            return
+        if self.record_named(name) is None:
+            raise self._unknown(name)
+        raise EdgeguardError(f"key '{name}' is not flagged")
+
+    def _unknown(self, name: str) -> EdgeguardError:
+        return EdgeguardError(f"no key named '{name}' in '{self.path}'; `edgeguard keys list --db {self.path}` shows them")
 
     def records(self) -> list[KeyRecord]:
         return [KeyRecord(*row) for row in self.db.execute(f"SELECT {COLUMNS} FROM keys ORDER BY name")]

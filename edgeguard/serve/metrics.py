@@ -77,6 +77,10 @@ class Metrics:
             "edgeguard_key_revoked", "gauge", "1 if the API key is revoked.",
             ((_labels(key=k.name), int(k.revoked is not None)) for k in keys),
         )
+        family(
+            "edgeguard_key_flagged", "gauge", "1 if the monitor flagged the API key as a likely extraction client (until cleared).",
+            ((_labels(key=k.name), int(k.flagged is not None)) for k in keys),
+        )
         return "\n".join(out) + "\n"
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeguard.defenses import DefenseStack
 from edgeguard.errors import EdgeguardError
-from edgeguard.runtime import DeployedModel
+from edgeguard.runtime import DeployedModel, softmax
 from edgeguard.serve.protocol import v2_datatype
 
 OUTPUT_MODES = ("probabilities", "topk", "label")
@@ -42,12 +42,17 @@ class Predictor:
         if self.output == "topk" and not 1 <= self.top_k <= classes:
             raise EdgeguardError(f"--top-k must be between 1 and the model's {classes} classes, got {self.top_k}")
 
-    def served(self, x: np.ndarray) -> np.ndarray:
-        """(n, C, H, W) float32 in [0, 1] -> the defended probabilities (n, classes), float64."""
-        return self.stack(self.model.predict(x), x)
+    def served(self, x: np.ndarray, logits: np.ndarray | None = None, extra: DefenseStack | None = None) -> np.ndarray:
+        """(n, C, H, W) float32 in [0, 1] -> the defended probabilities (n, classes), float64.
 
-    def answer(self, x: np.ndarray) -> Answer:
-        p = self.served(x)
+        logits: the model's for x when the caller already has them (the monitor reads them too);
+        extra: defenses run after the deployment's stack (a flagged key's, `serve.policy`).
+        """
+        p = self.stack(softmax(self.model.logits(x) if logits is None else logits), x)
+        return p if extra is None else extra(p, x)
+
+    def answer(self, x: np.ndarray, logits: np.ndarray | None = None, extra: DefenseStack | None = None) -> Answer:
+        p = self.served(x, logits, extra)
         top1 = p.argmax(axis=1)
         if self.output == "probabilities":
             return Answer({"probabilities": p}, top1)

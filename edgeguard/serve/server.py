@@ -17,7 +17,7 @@ from edgeguard.serve.service import ServeConfig, Service
 
 
 def summary(service: Service, config: ServeConfig, url: str) -> str:
-    """The start-up lines: what is served, how, and where.
+    """The start-up lines: what is served, how, where, and whether the monitor watches the keys.
 
     Defense names only: parameters can hold secrets (a noise key) and this line ends up in logs.
     """
@@ -25,9 +25,16 @@ def summary(service: Service, config: ServeConfig, url: str) -> str:
     defenses = " | ".join(d.name for d in service.predictor.stack.defenses) or "none"
     active = sum(1 for r in service.store.records() if r.revoked is None)
     keys = f"keys: {config.keys} ({active} active)" + ("" if active else f"; add one: edgeguard keys add NAME --db {config.keys}")
+    if service.monitor is not None:
+        monitor = f"monitor: on (PRADA + OOD share, thresholds from the manifest); on flag: {service.policy.name}"
+    else:
+        monitor = (
+            f"WARNING: monitor off: the manifest has no monitor thresholds for {entry.file} (exported before edgeguard "
+            "calibrated them), so no key will be flagged; re-export the run (edgeguard export) to calibrate them"
+        )
     return (
         f"serving {service.name} ({entry.precision} {entry.format}, sha256 verified) at {url}\n"
-        f"defense: {defenses}; output: {config.output}; max batch {config.max_batch}; {keys}"
+        f"defense: {defenses}; output: {config.output}; max batch {config.max_batch}; {keys}\n{monitor}"
     )
 
 

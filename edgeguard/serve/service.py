@@ -1,16 +1,21 @@
 """One deployment's request handling without HTTP: who is asking, may they, what to answer.
 
 The order of the checks is the security argument:
-1. the key (401 missing or unknown, 403 revoked or out of budget): strangers learn nothing else;
+1. the key (401 missing or unknown, 403 revoked, out of budget, or flagged under `--on-flag block`):
+   strangers learn nothing else;
 2. the request itself (4xx): a malformed request never reaches the model and costs no budget;
-3. the rate limit (429 + Retry-After): refused requests take no budget either;
+3. the rate limit (429 + Retry-After; a flagged key's is SLOW_RATE under `--on-flag slow`): refused
+   requests take no budget either;
 4. the charge: every item of the batch reserved atomically in the keys database, and committed,
    before any answer is computed, so a crash can lose an answer but never a count;
-5. the model, the defense stack, and the deployment's output form.
+5. the model; the monitor (edgeguard.monitor) watches the key's queries and may flag it, which the
+   keys database keeps until an operator clears it;
+6. the defense stack (then a flagged key's policy stack) and the deployment's output form.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,15 +25,18 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeguard.defenses import parse_stack
+from edgeguard.monitor import Monitor, MonitorConfig
 from edgeguard.runtime import DeployedModel
 from edgeguard.serve.keys import KeyRecord, KeyStore, utc_day, utc_now
 from edgeguard.serve.metrics import Metrics
+from edgeguard.serve.policy import SLOW_RATE, FlagPolicy
 from edgeguard.serve.predictor import Answer, Predictor
 from edgeguard.serve.protocol import ClientError, InputSpec, parse_infer, parse_predict, v2_tensor
 from edgeguard.serve.ratelimit import RateLimiter
 
 # v2 metadata's platform names (KServe's for ONNX); any other format names itself
 PLATFORMS = {"onnx": "onnxruntime_onnx"}
+log = logging.getLogger("edgeguard.serve")
 
 
 def default_max_body_bytes(input_shape: tuple[int, ...], max_batch: int) -> int:
@@ -50,6 +58,7 @@ class ServeConfig:
     threads: int = 1
     precision: str = "int8"
     format: str = "onnx"
+    on_flag: str = "log"  # what happens to a key the monitor flags (serve.policy)
 
 
 @dataclass(frozen=True)
@@ -68,11 +77,15 @@ class Service:
         max_body_bytes: int | None = None,
         clock: Callable[[], datetime] = utc_now,
         limiter: RateLimiter | None = None,
+        monitor: Monitor | None = None,
+        policy: FlagPolicy | None = None,
     ):
         self.predictor = predictor
         self.store = store
         self.clock = clock
         self.limiter = limiter or RateLimiter()
+        self.monitor = monitor  # None: the manifest holds no calibrated thresholds for this model file
+        self.policy = policy or FlagPolicy()
         self.metrics = Metrics()
         model = predictor.model
         self.name = model.manifest.name
@@ -83,11 +96,16 @@ class Service:
 
     @classmethod
     def load(cls, config: ServeConfig) -> "Service":
-        """Verify and load the model (sha256 against the manifest), parse the stack, open the keys."""
+        """Verify and load the model (sha256 against the manifest), parse the stack and the flag policy,
+        set the monitor up from the manifest's thresholds, open the keys."""
         stack = parse_stack(config.defense)
+        policy = FlagPolicy.parse(config.on_flag)
         model = DeployedModel.load(config.folder, precision=config.precision, format=config.format, threads=config.threads)
         predictor = Predictor(model, stack, config.output, config.top_k)
-        return cls(predictor, KeyStore(config.keys, autocheckpoint=False), config.max_batch, config.max_body_bytes)
+        thresholds = model.entry.monitor
+        monitor = Monitor(MonitorConfig.from_dict(thresholds), model.num_classes, model.input_shape) if thresholds else None
+        store = KeyStore(config.keys, autocheckpoint=False)
+        return cls(predictor, store, config.max_batch, config.max_body_bytes, monitor=monitor, policy=policy)
 
     def authenticate(self, key: str | None) -> Caller:
         if not key:
@@ -102,6 +120,12 @@ class Service:
         refusal = record.refusal(1, day)
         if refusal:
             raise ClientError(403, "forbidden", refusal)
+        if record.flagged is not None and self.policy.block:  # the evidence stays with the operator
+            raise ClientError(
+                403, "forbidden",
+                f"API key '{record.name}' is blocked: its queries look like an attempt to copy the model; "
+                "if this is a mistake, ask the operator to review the key",
+            )
         return Caller(key, record, day)
 
     def check_model(self, name: str) -> None:
@@ -109,13 +133,15 @@ class Service:
             raise ClientError(404, "not_found", f"no model named '{name}' here; this server serves '{self.name}'")
 
     def answer(self, caller: Caller, x: np.ndarray) -> Answer:
-        """Rate-limit, charge every item, then answer: (n, C, H, W) validated -> the served outputs."""
+        """Rate-limit, charge every item, watch, then answer: (n, C, H, W) validated -> the served outputs."""
         n, record = len(x), caller.record
-        wait = self.limiter.admit(record.name, n, record.rate, record.burst)
+        flagged = record.flagged is not None
+        rate, burst = (min(record.rate or SLOW_RATE, SLOW_RATE), 1) if flagged and self.policy.slow else (record.rate, record.burst)
+        wait = self.limiter.admit(record.name, n, rate, burst)
         if wait > 0:
             raise ClientError(
                 429, "rate_limited",
-                f"API key '{record.name}' may send {record.rate:g} items per second (bursts of {record.burst}); retry in {wait:.2f} s",
+                f"API key '{record.name}' may send {rate:g} items per second (bursts of {burst}); retry in {wait:.2f} s",
                 {"Retry-After": str(max(1, math.ceil(wait)))},
             )
         if not self.store.charge(caller.key, n, caller.day):
@@ -123,7 +149,15 @@ class Service:
             refusal = latest.refusal(n, caller.day) if latest else None  # None only if another process raced a change in
             raise ClientError(403, "forbidden", refusal or f"API key '{record.name}' cannot be charged {n} more items now")
         self.limiter.spend(record.name, n)  # no await since admit(): nothing else ran in between
-        answer = self.predictor.answer(x)
+        logits = self.predictor.model.logits(x)
+        if self.monitor is not None and not flagged:  # a flagged key is not watched until its flag is cleared
+            flag = self.monitor.observe(record.name, x, logits)
+            if flag is not None:
+                self.store.flag(record.name, str(flag))
+                log.warning("edgeguard serve: API key '%s' flagged as a likely extraction client (%s); on flag: %s", record.name, flag, self.policy.name)
+                flagged = True
+        extra = self.policy.stack if flagged and len(self.policy.stack) else None
+        answer = self.predictor.answer(x, logits, extra)
         self.metrics.items += n
         return answer
 

@@ -24,3 +24,9 @@ def test_load_test_checks_every_answer_and_writes_json(export: Path, tmp_path: P
         assert checks["server_errors_5xx"] == 0 and checks["wrong_status"] == 0
         assert checks["valid_answers_checked"] > 500 and checks["valid_answers_differing_from_local"] == 0
         assert d["server_overhead_p50_us"] == round(d["latency_single_client"]["p50_us"] - d["in_process"]["onnxruntime_session_run_p50_us"], 1)
+    over = result["defense_overhead"]  # issue 4's bar, measured in the same run
+    assert over["stack"] == result["deployments"][1]["defense"] and over["bar"] == 0.05
+    assert set(over["batches"]) == {"1", "64"}
+    for b in over["batches"].values():
+        assert b["ratio"] == round(b["stack_us"] / b["served_p50_us_no_defense"], 4) and b["requests_each"] >= 10
+    assert over["within_bar"] == all(b["ratio"] <= 0.05 for b in over["batches"].values())
