@@ -32,11 +32,13 @@ def test_loss_is_ce_minus_bounded_kl():
     x = torch.zeros(2, 1)
     pt, ps = F.softmax(t, 1), F.softmax(s, 1)
     kl = (pt * (pt.log() - ps.log())).sum(1)  # forward KL by hand
-    loss = DivQATLoss(lam=0.3, margin=10.0, inputs="clean", mass="full", anchor=0.0)
-    expected = F.cross_entropy(s, y) - 0.3 * kl.mean()
-    assert torch.allclose(loss(x, y, Fixed(s), Fixed(t)), expected, atol=1e-6)
+    reverse_kl = (ps * (ps.log() - pt.log())).sum(1)
+    for direction, div in (("forward", kl), ("reverse", reverse_kl)):
+        loss = DivQATLoss(lam=0.3, margin=10.0, direction=direction, inputs="clean", mass="full", anchor=0.0)
+        expected = F.cross_entropy(s, y) - 0.3 * div.mean()
+        assert torch.allclose(loss(x, y, Fixed(s), Fixed(t)), expected, atol=1e-6)
     # the bound: with a margin below both KLs the divergence term is the constant lam * margin
-    tight = DivQATLoss(lam=0.3, margin=0.01, inputs="clean", mass="full", anchor=0.0)
+    tight = DivQATLoss(lam=0.3, margin=0.01, direction="forward", inputs="clean", mass="full", anchor=0.0)
     assert kl.min() > 0.01
     assert torch.allclose(tight(x, y, Fixed(s), Fixed(t)), F.cross_entropy(s, y) - 0.3 * 0.01, atol=1e-6)
 

@@ -24,9 +24,9 @@ def cross_entropy(x: torch.Tensor, y: torch.Tensor, student: nn.Module, teacher:
     return F.cross_entropy(student(x), y)
 
 
-DIRECTIONS = ("forward", "reverse")
-INPUTS = ("both", "mixup", "fields", "clean")
-MASSES = ("non-top1", "full")
+DIRECTIONS = ("reverse", "forward")
+INPUTS = ("mixup", "both", "fields", "clean")
+MASSES = ("full", "non-top1")
 
 
 def mixup_noise(x: torch.Tensor, noise: float, smooth: int = 1) -> torch.Tensor:
@@ -111,8 +111,8 @@ class DivQATLoss:
     """
 
     def __init__(
-        self, lam: float = 0.5, temperature: float = 1.0, margin: float = 2.0, direction: str = "forward",
-        inputs: str = "both", mass: str = "non-top1", noise: float = 1.0, smooth: int = 4, anchor: float = 1.0,
+        self, lam: float = 0.5, temperature: float = 1.0, margin: float = 2.0, direction: str = "reverse",
+        inputs: str = "mixup", mass: str = "full", noise: float = 1.0, smooth: int = 4, anchor: float = 1.0,
     ):  # fmt: skip
         for name, value, valid in (("direction", direction, DIRECTIONS), ("inputs", inputs, INPUTS), ("mass", mass, MASSES)):
             if value not in valid:
