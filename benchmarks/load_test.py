@@ -236,14 +236,7 @@ def bare_latency(model: DeployedModel, stack: Any, x: np.ndarray, reps: int) -> 
     feed = {session.get_inputs()[0].name: model.normalise(x)}
 
     def median_us(fn: Any) -> float:
-        for _ in range(reps // 10):
-            fn()
-        samples = []
-        for _ in range(reps):
-            start = time.perf_counter_ns()
-            fn()
-            samples.append(time.perf_counter_ns() - start)
-        return round(statistics.median(samples) / 1e3, 1)
+        return round(bench_median_us(fn, reps, reps // 10), 1)
 
     return {
         "onnxruntime_session_run_p50_us": median_us(lambda: session.run(None, feed)),
