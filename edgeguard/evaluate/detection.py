@@ -6,8 +6,8 @@ of the query that raised the flag, or None. Streams, all seeded:
 - honest, "test": the test split in a random order; "test/<shift>": the same under a benign shift;
 - honest, "honest-2000": HONEST_QUERIES queries drawn with replacement from test + pool, each left
   clean or given a random benign shift (`data.shifts.random_shifts`): a user who photographs the
-  same digits again, under a slightly different camera. Calibration drew its streams the same way
-  with seed 0; these use seeds from HONEST_SEED on;
+  same digits again, under a slightly different camera. Calibration (`export.calibrate`, seed 0)
+  fits its thresholds on the same images; these streams use seeds from HONEST_SEED on;
 - thieves: "knockoff" (natural photo patches, `query_set("natural")`), "pool" (the attacker pool in
   a random order, then translated copies, `query_set("pool")`), "jbda" (`attacks.jbda`: seeds, then
   lam-steps along finite-difference gradient signs of the deployed model).

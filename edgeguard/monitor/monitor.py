@@ -77,7 +77,7 @@ class Monitor:
         watch = self.keys.get(key)
         if watch is None:
             watch = self.keys[key] = KeyMonitor(self.config, self.classes, self.dim)
-        flat = np.asarray(x, np.float32).reshape(len(x), self.dim)
+        flat = x.reshape(len(x), self.dim).astype(np.float32, copy=False)
         labels = logits.argmax(axis=1).tolist()
         scores = energy(logits).tolist()
         for row, label, score in zip(flat, labels, scores):

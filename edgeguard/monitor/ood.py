@@ -16,23 +16,21 @@ import numpy as np
 
 def energy(logits: np.ndarray) -> np.ndarray:
     """(n, classes) logits -> (n,) energy scores, float64."""
-    z = np.asarray(logits, np.float64)
-    top = z.max(axis=1)
-    return -(top + np.log(np.exp(z - top[:, None]).sum(axis=1)))
+    return -np.logaddexp.reduce(np.asarray(logits, np.float64), axis=1)  # stable; one numpy call per batch
 
 
 class OodShare:
     """Which of a key's last `window` queries scored out of distribution, and how many did."""
 
     def __init__(self, window: int):
-        self.recent = np.zeros(window, bool)
+        self.recent = [False] * window
         self.seen = 0
         self.count = 0
 
     def add(self, ood: bool) -> int:
         """Record one query; returns how many of the last `window` (this one included) were OOD."""
         i = self.seen % len(self.recent)
-        self.count += int(ood) - int(self.recent[i])
+        self.count += ood - self.recent[i]
         self.recent[i] = ood
         self.seen += 1
         return self.count

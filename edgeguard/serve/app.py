@@ -9,7 +9,8 @@ Routes (docs/serving.md has examples):
 
 Endpoints run on the event loop itself, not in a thread pool: a query on these models takes tens of
 microseconds of onnxruntime, less than handing it to a thread would cost, and one loop thread makes
-the service's state (rate buckets, counters, the SQLite connection) single-threaded by construction.
+the service's state (rate buckets, counters, the SQLite connection, the monitor) single-threaded by
+construction. The monitor runs as each answer's background task, after its last byte is sent.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,8 +33,8 @@ from edgeguard.serve.protocol import ClientError, dumps
 from edgeguard.serve.service import Service
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(dumps(payload), status, headers, media_type="application/json")
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None, background: BackgroundTask | None = None) -> Response:
+    return Response(dumps(payload), status, headers, media_type="application/json", background=background)
 
 
 def api_key(request: Request) -> str | None:
@@ -80,15 +82,18 @@ def create_app(service: Service) -> Starlette:
         service.authenticate(api_key(request))
         return json_response(service.metadata(request.path_params["name"]))
 
+    async def watch() -> None:
+        service.watch()  # async on purpose: a sync background task would run in a thread pool
+
     async def infer(request: Request) -> Response:
         caller = service.authenticate(api_key(request))
         body = await read_body(request, service.max_body_bytes)
-        return json_response(service.infer(caller, request.path_params["name"], body))
+        return json_response(service.infer(caller, request.path_params["name"], body), background=BackgroundTask(watch))
 
     async def predict(request: Request) -> Response:
         caller = service.authenticate(api_key(request))
         body = await read_body(request, service.max_body_bytes)
-        return json_response(service.predict(caller, body))
+        return json_response(service.predict(caller, body), background=BackgroundTask(watch))
 
     async def metrics(request: Request) -> Response:
         return Response(service.render_metrics(), media_type=CONTENT_TYPE)

@@ -4,8 +4,10 @@ and what `edgeguard serve` does with a flagged key (log, label-only, slow, block
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -100,15 +102,15 @@ def test_prada_separates_synthetic_steps_from_natural_spread():
 
 
 def test_prada_skips_repeats_and_bounds_its_memory():
-    prada = Prada(1, 4, per_class=8, window=50, min_distances=20)
-    x = np.ones(4, np.float32)
+    rng = np.random.default_rng(1)
+    prada = Prada(1, 784, per_class=8, window=50, min_distances=20)
+    x = rng.random(784, dtype=np.float32)
     for _ in range(5):
         assert prada.observe(x, 0) is None
-    assert prada.recorded == 0  # an honest retry records nothing
-    rng = np.random.default_rng(1)
+    assert prada.recorded == 0  # an honest retry records nothing (float32 rounding included)
     for _ in range(300):
-        prada.observe(rng.random(4, dtype=np.float32) * 10, 0)
-    assert prada.sets[0].size <= 8 and len(prada.sets[0].rows) == 8 and len(prada.distances) == 50
+        prada.observe(rng.random(784, dtype=np.float32), 0)
+    assert prada.sets[0].size == 8 and len(prada.sets[0].rows) == 8 and len(prada.distances) == 50
 
 
 def test_monitor_flags_a_key_once_counting_queries_across_batches():
@@ -140,8 +142,9 @@ def test_export_calibrates_each_model_file_and_stores_it_in_the_manifest(export:
     assert {(m["precision"], bool(m["monitor"])) for m in raw["models"]} == {("int8", True), ("fp32", True)}
     cfg = MonitorConfig.from_dict(manifest.entry("int8", "onnx").monitor)
     cal = cfg.calibration
-    assert cal["data"].startswith("digits test + pool") and len(cal["prada_lowest_w_by_stream"]) == 10
-    assert cfg.prada_delta == pytest.approx(min(cal["prada_lowest_w_by_stream"]) - cal["prada_margin"], abs=1e-4)
+    lowest = [s["lowest_w"] for s in cal["prada_lowest_w_by_stream"]]
+    assert cal["data"].startswith("digits test + pool") and len(lowest) == 13
+    assert cfg.prada_delta == pytest.approx(min(lowest) - cal["prada_margin"], abs=1e-4)
     assert 1 < cfg.ood_count < cfg.ood_window and 0.5 < cfg.prada_delta < 1
     # the threshold is the 98th percentile of honest energies: honest digits rarely exceed it, photos often do
     assert (energy(local.logits(digits)) > cfg.energy_threshold).mean() < 0.05
@@ -155,53 +158,69 @@ def predict(url: str, key: str, x: np.ndarray) -> httpx.Response:
     return httpx.post(f"{url}/predict", json={"inputs": x.tolist()}, headers={"X-API-Key": key}, timeout=30)
 
 
-def rob_until_flagged(url: str, key: str, store: KeyStore, natural: np.ndarray, name: str = "thief") -> list[httpx.Response]:
-    """Natural patches in batches of 50 until the key is flagged; the responses so far."""
-    replies = []
-    for i in range(0, len(natural), 50):
-        replies.append(predict(url, key, natural[i : i + 50]))
-        assert replies[-1].status_code == 200, replies[-1].text
-        if store.record_named(name).flagged:
-            return replies
-    raise AssertionError(f"not flagged after {len(natural)} natural queries")
+def steal(url: str, key: str, natural: np.ndarray) -> list[httpx.Response]:
+    """A Knockoff thief: 500 natural patches in requests of 50."""
+    return [predict(url, key, natural[i : i + 50]) for i in range(0, len(natural), 50)]
+
+
+def flag_reason(store: KeyStore, name: str, timeout: float = 5.0) -> str | None:
+    """The key's flag, once the server's watch (after the response) has written it."""
+    deadline = time.monotonic() + timeout
+    while (record := store.record_named(name)).flagged is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return record.flag_reason
+
+
+def flagged_at(reason: str) -> int:
+    return int(re.match(r"\w+ at query (\d+):", reason).group(1))
 
 
 def test_label_only_switches_a_flagged_thief_and_leaves_honest_users_alone(serve, keys, local, natural, digits):
     thief, honest = keys.add("thief"), keys.add("alice")
     url = serve(on_flag="label-only")
-    replies = rob_until_flagged(url, thief, keys.store, natural)
-    assert 50 * len(replies) < 500  # flagged before the thief's 500th query
-    before, flagging = np.array(replies[0].json()["probabilities"]), np.array(replies[-1].json()["probabilities"])
-    assert (before.max(1) < 1).any()  # soft answers until the flag
-    assert set(np.unique(flagging)) <= {0.0, 1.0} and (flagging.sum(1) == 1).all()  # the flagging request is already label-only
-    record = keys.store.record_named("thief")
-    assert record.flag_reason.startswith("ood at query ")
-    later = np.array(predict(url, thief, natural[:5]).json()["probabilities"])
-    np.testing.assert_array_equal(later, np.eye(local.num_classes)[local.predict(natural[:5]).argmax(1)])
+    replies = steal(url, thief, natural)
+    reason = flag_reason(keys.store, "thief")
+    assert reason.startswith("ood at query ") and flagged_at(reason) < 500  # before the thief's 500th query
+    assert all(r.status_code == 200 for r in replies)
+    np.testing.assert_array_equal(replies[0].json()["probabilities"], local.predict(natural[:50]))  # soft until the flag
+    last = natural[450:]
+    np.testing.assert_array_equal(replies[-1].json()["probabilities"], np.eye(local.num_classes)[local.predict(last).argmax(1)])
     for i in range(0, len(digits), 60):
         answer = predict(url, honest, digits[i : i + 60]).json()["probabilities"]
         np.testing.assert_array_equal(answer, local.predict(digits[i : i + 60]))
-    assert keys.store.record_named("alice").flagged is None
+    assert flag_reason(keys.store, "alice", timeout=0.2) is None
 
 
 def test_block_refuses_a_flagged_key_with_403_before_charging_it(serve, keys, natural):
     thief = keys.add("thief")
     url = serve(on_flag="block")
-    rob_until_flagged(url, thief, keys.store, natural)
-    used = keys.used("thief")
+    statuses = [r.status_code for r in steal(url, thief, natural)]
+    blocked = statuses.index(403)  # from the request after the one whose watch raised the flag
+    assert statuses == [200] * blocked + [403] * (len(statuses) - blocked) and blocked * 50 < 500
+    assert keys.used("thief") == 50 * blocked  # refused requests cost nothing
     r = predict(url, thief, natural[:1])
     assert r.status_code == 403 and r.json()["error"].startswith("API key 'thief' is blocked: its queries look like an attempt to copy the model")
     assert "ood" not in r.text and "Shapiro" not in r.text  # the evidence stays with the operator
-    assert keys.used("thief") == used
 
 
 def test_slow_holds_a_flagged_key_to_one_item_per_second(serve, keys, natural):
     thief = keys.add("thief")
     url = serve(on_flag="slow")
-    rob_until_flagged(url, thief, keys.store, natural)
-    assert predict(url, thief, natural[:1]).status_code == 200
+    statuses = [r.status_code for r in steal(url, thief, natural)]
+    slowed = statuses.index(429)  # one request after the flag is let through (a full bucket of 1), then the debt
+    assert statuses == [200] * slowed + [429] * (len(statuses) - slowed) and flagged_at(flag_reason(keys.store, "thief")) < 50 * (slowed - 1)
     r = predict(url, thief, natural[:1])
-    assert r.status_code == 429 and r.headers["retry-after"] == "1" and "1 items per second (bursts of 1)" in r.json()["error"]
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 1 and "1 items per second (bursts of 1)" in r.json()["error"]
+
+
+def test_without_the_app_a_query_waits_at_most_one_request_to_be_watched(tmp_path: Path, export: Path, natural):
+    store = KeyStore(tmp_path / "keys.db", create=True)
+    key = store.add("thief")
+    service = Service.load(ServeConfig(folder=export, keys=tmp_path / "keys.db"))
+    for i in range(0, len(natural), 50):
+        service.predict(service.authenticate(key), json.dumps({"inputs": natural[i : i + 50].tolist()}).encode())
+        assert len(service.unwatched) <= 1
+    assert flagged_at(store.record_named("thief").flag_reason) < 500
 
 
 def test_a_stack_spec_policy_adds_defenses_for_flagged_keys_only(serve, keys, local, natural):
@@ -212,14 +231,19 @@ def test_a_stack_spec_policy_adds_defenses_for_flagged_keys_only(serve, keys, lo
     np.testing.assert_array_equal(predict(url, thief, x).json()["probabilities"], parse_stack("round(decimals=1)")(local.predict(x), x))
     honest = keys.add("alice")
     np.testing.assert_array_equal(predict(url, honest, x).json()["probabilities"], local.predict(x))
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'edgeguard_key_flagged{key="thief"} 1' in metrics and 'edgeguard_key_flagged{key="alice"} 0' in metrics
 
 
-def test_policies_parse_or_fail_in_a_sentence():
+def test_policies_parse_or_fail_in_a_sentence(tmp_path: Path, export: Path):
     assert FlagPolicy.parse("label-only").stack.spec == "label_only"
     assert FlagPolicy.parse("noise(scale=0.1, key=s3cret) | topk(k=2)").name == "noise | topk"  # no secrets in logs
     for spec in ("drop", "topk(k=)", "none"):
         with pytest.raises(EdgeguardError, match="--on-flag must be one of log, label-only, slow, block or a defense stack spec"):
             FlagPolicy.parse(spec)
+    KeyStore(tmp_path / "keys.db", create=True)
+    r = CliRunner().invoke(main, ["serve", str(export), "--keys", str(tmp_path / "keys.db"), "--on-flag", "drop"])
+    assert r.exit_code == 1 and "--on-flag must be one of" in r.output and len(r.output.strip().splitlines()) == 1
 
 
 def test_without_thresholds_the_monitor_is_off_with_a_warning(tmp_path: Path, export: Path, keys):
@@ -239,11 +263,9 @@ def test_without_thresholds_the_monitor_is_off_with_a_warning(tmp_path: Path, ex
 
 def test_a_flag_survives_a_restart_until_an_operator_clears_it(server_process, tmp_path: Path, natural):
     db = tmp_path / "keys.db"
-    store = KeyStore(db, create=True)
-    thief = store.add("thief")
+    thief = KeyStore(db, create=True).add("thief")
     server = server_process(db, "--on-flag", "block")
-    rob_until_flagged(server.url, thief, store, natural)
-    assert predict(server.url, thief, natural[:1]).status_code == 403
+    assert [r.status_code for r in steal(server.url, thief, natural)][-1] == 403
     server.kill9()
     server = server_process(db, "--on-flag", "block")
     assert predict(server.url, thief, natural[:1]).status_code == 403  # crashing the server sheds no flag
