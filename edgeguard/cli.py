@@ -214,6 +214,22 @@ def evaluate(out: str, seeds: str, budgets: str, defenses: tuple[str, ...], runs
     click.echo(f"wrote {folder}/results.json, results.md, fidelity.png")
 
 
+@main.command()
+@click.argument("export_dir", type=click.Path(file_okay=False))
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option("--honest-streams", default=20, show_default=True, help="Honest 2,000-query streams (for the false-flag rate).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the result as JSON here.")
+def detect(export_dir: str, seeds: str, honest_streams: int, out: str | None) -> None:
+    """Replay honest and thief query streams through the server's monitor: when is each flagged?"""
+    from edgeguard.evaluate.detection import markdown, run_detection
+    from edgeguard.files import atomic_write_json
+
+    result = run_detection(export_dir, _ints(seeds), honest_streams=honest_streams)
+    if out:
+        atomic_write_json(out, result)
+    click.echo(markdown(result))
+
+
 def _latest_run(runs_dir: Path) -> Path:
     runs = sorted((p for p in runs_dir.glob("*") if (p / "metrics.json").exists()), key=lambda p: (p / "metrics.json").stat().st_mtime)
     if not runs:
