@@ -7,7 +7,6 @@ commands stay fast and torch-free.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Any, Callable
 
