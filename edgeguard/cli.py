@@ -146,14 +146,15 @@ def _ints(text: str) -> list[int]:
 @click.option("--defense", default="none", show_default=True, help='Defense stack spec, e.g. "reverse_sigmoid(beta=1,gamma=0.2) | round(decimals=2)".')
 @click.option("--url", help="Rob a running `edgeguard serve` (e.g. http://127.0.0.1:8000) instead of EXPORT_DIR + --defense; EXPORT_DIR is the export it serves (dataset, classes, bare model).")
 @click.option("--api-key", envvar="EDGEGUARD_API_KEY", help="API key for --url (default: $EDGEGUARD_API_KEY). Its budget must cover --budget plus the test split.")
-@click.option("--source", default="natural", show_default=True, type=click.Choice(["natural", "pool"]), help="Thief's queries: natural photo patches, or the dataset's attacker pool.")
+@click.option("--attack", "attack_name", default="knockoff", show_default=True, type=click.Choice(["knockoff", "jbda"]), help="Knockoff (random sampling of --source) or JBDA (pool seeds + Jacobian augmentation).")
+@click.option("--source", default="natural", show_default=True, type=click.Choice(["natural", "pool"]), help="Knockoff's queries: natural photo patches, or the dataset's attacker pool.")
 @click.option("--labels", default="soft", show_default=True, type=click.Choice(["soft", "argmax"]))
 @click.option("--budget", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--steps", default=250, show_default=True, help="Surrogate training steps.")
 @click.option("--threads", default=1, show_default=True)
-def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, source: str, labels: str, budget: int, seed: int, steps: int, threads: int) -> None:
-    """Knockoff thief against an exported int8 model behind a defense stack, or a running server: how good is the copy?"""
+def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, attack_name: str, source: str, labels: str, budget: int, seed: int, steps: int, threads: int) -> None:
+    """A Knockoff or JBDA thief against an exported int8 model behind a defense stack, or a running server: how good is the copy?"""
     import torch
 
     from edgeguard.data import load_dataset
@@ -175,9 +176,10 @@ def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, 
         victim = RemoteServedVictim(HttpVictim(url, api_key, model.manifest.name), model)
         label = f"served by {url}"
     data = load_dataset(model.manifest.dataset)
-    row = rob(victim, data, [Cell(model.manifest.name, label, source, labels, budget, seed)], steps)[0]
+    source = "pool" if attack_name == "jbda" else source
+    row = rob(victim, data, [Cell(model.manifest.name, label, source, labels, budget, seed, attack_name)], steps)[0]
     click.echo(
-        f"{labels}-label thief, {row['queries']} {source} queries vs `{row['defense']}`: fidelity {row['fidelity']:.1%}, "
+        f"{labels}-label {attack_name} thief, {row['queries']} {source} queries vs `{row['defense']}`: fidelity {row['fidelity']:.1%}, "
         f"surrogate accuracy {row['surrogate_accuracy']:.1%} (victim serves {row['victim_accuracy']:.1%}, mean L1 change {row['perturbation_l1']:.3f})"
     )
     if url is not None:

@@ -72,3 +72,11 @@ def test_store_resumes_and_survives_a_torn_line(tmp_path):
     again.add([{"key": "b", "fidelity": 0.1}])
     assert CellStore(tmp_path / "cells.jsonl").done == {"a", "b"}
     json.loads((tmp_path / "cells.jsonl").read_text().splitlines()[0])
+
+
+def test_jbda_thief_learns_and_spends_exactly_its_budget(victim_model, digits, torch_threads):
+    """JBDA starts from 100 pool seeds and grows by substitute-gradient steps: 100 -> 200 -> 250."""
+    row = rob(ServedVictim(victim_model, "none"), digits, [Cell("v", "none", "pool", "soft", 250, 0, "jbda")], steps=100)[0]
+    print("jbda fidelity", row["fidelity"])
+    assert row["queries"] == 250
+    assert row["fidelity"] >= 0.6  # clearly above chance (0.1) from 100 labelled seeds

@@ -3,23 +3,30 @@
 Jacobian-based dataset augmentation: the thief starts from a few labelled seed images and, each
 round, queries x + lam * sign(dF_y(x)/dx) for every x it holds, y being the victim's label for x, so
 each round doubles its set with points one small fixed step from earlier ones. That stream is what
-the serving monitor must notice (edgeguard.monitor.prada); training the substitute is not needed
-for it, so this module only builds the queries.
+the serving monitor must notice (edgeguard.monitor.prada).
 
-The real attack takes the gradient of its substitute, retrained each round. Here `gradient_sign`
-estimates the gradient of the model it is given by finite differences (numpy only, no torch), so the
-steps point where the victim's own logit grows: at least as informed as a substitute's. The
-finite-difference probes stand in for the substitute's backward pass; they are not part of the
-stream. The step h equals lam: an int8 model's logits are flat under much smaller changes.
+Two uses, one seed set and one augmentation step:
+- `jbda_stream` builds the query stream only, for detection: `gradient_sign` estimates the gradient
+  of the model it is given by finite differences (numpy only, no torch), so the steps point where
+  the victim's own logit grows: at least as informed as a substitute's. The finite-difference
+  probes stand in for the substitute's backward pass; they are not part of the stream. The step h
+  equals lam: an int8 model's logits are flat under much smaller changes.
+- `jbda_theft` is the real attack: each round it queries the new points (counted), retrains its
+  substitute on everything answered so far, and steps along the substitute's own gradient (torch).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from edgeguard.attacks.knockoff import ask
+from edgeguard.attacks.victim import Victim
 from edgeguard.data import Dataset
+
+if TYPE_CHECKING:  # the stream side stays torch-free; only jbda_theft needs torch
+    from edgeguard.attacks.surrogate import Surrogate
 
 LAMBDA = 0.1  # Papernot et al.'s step for MNIST
 SEEDS_PER_CLASS = 10
@@ -38,15 +45,20 @@ def gradient_sign(logits: Logits, x: np.ndarray, label: int, h: float = LAMBDA) 
     return (np.sign(z[1:] - z[0]) * np.sign(step)).reshape(x.shape).astype(np.float32)
 
 
+def seed_set(data: Dataset, seed: int, seeds_per_class: int = SEEDS_PER_CLASS) -> np.ndarray:
+    """The thief's few labelled seeds: seeds_per_class attacker-pool images of each class, shuffled."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(np.flatnonzero(data.pool.y == c), seeds_per_class, replace=False) for c in range(len(data.classes))]
+    return data.pool.x[rng.permutation(np.concatenate(picks))]
+
+
 def jbda_stream(logits: Logits, data: Dataset, n: int, seed: int, lam: float = LAMBDA, seeds_per_class: int = SEEDS_PER_CLASS) -> np.ndarray:
     """n queries: seeds_per_class pool images of each class (shuffled), then augmentation rounds.
 
     Each round's children are queried in the order of their parents; the stream stops at n, so only
     the gradients it needs are computed.
     """
-    rng = np.random.default_rng(seed)
-    picks = [rng.choice(np.flatnonzero(data.pool.y == c), seeds_per_class, replace=False) for c in range(len(data.classes))]
-    held = data.pool.x[rng.permutation(np.concatenate(picks))]
+    held = seed_set(data, seed, seeds_per_class)
     stream = held
     while len(stream) < n:
         parents = held[: n - len(stream)]
@@ -56,3 +68,30 @@ def jbda_stream(logits: Logits, data: Dataset, n: int, seed: int, lam: float = L
         stream = np.concatenate([stream, children])
         held = np.concatenate([held, children])
     return stream[:n]
+
+
+def jbda_theft(victim: Victim, data: Dataset, budget: int, soft: bool, seed: int, steps: int = 250, lam: float = LAMBDA) -> "Surrogate":
+    """Papernot et al.'s substitute training, capped at `budget` answered queries.
+
+    S_0 = the seed set; each round queries the points not yet answered, trains the substitute on all
+    answers so far, then S_{r+1} = S_r + {x + lam * sign(d F_y(x) / dx)} with F the substitute and
+    y the victim's label for x. The last round queries only what the budget still allows.
+    """
+    import torch
+
+    from edgeguard.attacks.surrogate import train_surrogate
+
+    xs, answers = [], []
+    new = seed_set(data, seed)
+    while True:
+        new = new[: budget - sum(len(a) for a in answers)]
+        xs.append(new)
+        answers.append(ask(victim, new))
+        x, y = np.concatenate(xs), np.concatenate(answers)
+        substitute = train_surrogate(x, y, soft, y.shape[1], steps=steps, seed=seed)
+        if len(x) >= budget:
+            return substitute
+        inputs = torch.from_numpy(x).requires_grad_(True)
+        logits = substitute.model.eval()(substitute.norm(inputs))
+        logits.gather(1, torch.from_numpy(y.argmax(1))[:, None]).sum().backward()
+        new = np.clip(x + lam * np.sign(inputs.grad.numpy()), 0.0, 1.0).astype(np.float32)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeguard.attacks.jbda import jbda_theft
 from edgeguard.attacks.knockoff import ask
 from edgeguard.attacks.sources import query_set
 from edgeguard.attacks.surrogate import train_surrogate
@@ -21,11 +22,11 @@ from edgeguard.runtime import DeployedModel
 class Cell:
     victim: str  # run name of the exported victim
     defense: str  # stack spec, "none" for the bare model
-    source: str  # "pool" | "natural"
+    source: str  # "pool" | "natural" (JBDA always starts from pool seeds)
     labels: str  # "soft" | "argmax"
     budget: int
     seed: int
-    attack: str = "knockoff"
+    attack: str = "knockoff"  # "knockoff" | "jbda"
 
     @property
     def key(self) -> str:
@@ -53,25 +54,34 @@ def honest_cost(victim: ServedVictim, data: Dataset) -> dict[str, float]:
 
 
 def rob(victim: ServedVictim, data: Dataset, cells: list[Cell], steps: int = 250) -> list[dict[str, Any]]:
-    """Knockoff thieves that differ only in budget and labels: one query stream, answered once.
+    """Thieves that differ only in budget and labels.
 
-    The largest budget is queried and each cell's surrogate trains on its prefix of the stream.
+    Knockoff: one query stream, answered once; the largest budget is queried and each cell's
+    surrogate trains on its prefix of the stream. JBDA chooses its queries from its own substitute,
+    so each of its cells queries on its own.
     """
     first = cells[0]
     largest = max(c.budget for c in cells)
-    x = query_set(first.source, data, largest, first.seed)
-    counter = CountingVictim(victim, budget=largest)
-    answers = ask(counter, x)
+    knockoff = first.attack == "knockoff"
+    if knockoff:
+        x = query_set(first.source, data, largest, first.seed)
+        stream = CountingVictim(victim, budget=largest)
+        answers = ask(stream, x)
     served_test = victim(data.test.x)
     cost = honest_cost(victim, data)
     rows = []
     for cell in cells:
-        surrogate = train_surrogate(x[: cell.budget], answers[: cell.budget], cell.labels == "soft", answers.shape[1], steps=steps, seed=cell.seed)
+        if cell.attack == "jbda":  # adaptive queries: no shared stream, each cell robs on its own
+            counter = CountingVictim(victim, budget=cell.budget)
+            surrogate = jbda_theft(counter, data, cell.budget, cell.labels == "soft", cell.seed, steps)
+            assert counter.queries == cell.budget
+        else:
+            surrogate = train_surrogate(x[: cell.budget], answers[: cell.budget], cell.labels == "soft", answers.shape[1], steps=steps, seed=cell.seed)
         stolen = surrogate.predict(data.test.x)
         rows.append({
             "key": cell.key, **asdict(cell), **cost, "queries": cell.budget,
             "surrogate_accuracy": accuracy(stolen, data.test.y),
             "fidelity": agreement(served_test, stolen),
         })  # fmt: skip
-    assert counter.queries == largest
+    assert not knockoff or stream.queries == largest
     return rows
