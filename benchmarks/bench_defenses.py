@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeguard.defenses import parse_stack
+from edgeguard.bench import machine
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write_json, sha256_file
 from edgeguard.manifest import Manifest, ModelEntry
@@ -113,31 +112,6 @@ def synthetic_export(folder: Path, classes: int = 10, seed: int = 0) -> Path:
     manifest.add(ModelEntry(path.name, "onnx", "int8", sha256_file(path), path.stat().st_size))
     manifest.save(folder)
     return folder
-
-
-def machine() -> dict[str, Any]:
-    import onnxruntime
-
-    cpu = platform.processor()
-    try:  # platform.processor() is often empty on Linux; cpuinfo names the CPU
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        # other work on the machine inflates and spreads the timings: record how busy it was
-        "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-    }
 
 
 def run(export: Path, synthetic: bool, reps: int, warmup: int, seed: int) -> dict[str, Any]:

@@ -231,6 +231,23 @@ def detect(export_dir: str, seeds: str, honest_streams: int, out: str | None) ->
     click.echo(markdown(result))
 
 
+@main.command()
+@click.argument("export_dir", type=click.Path(file_okay=False))
+@click.option("--batches", default="1,8,64", show_default=True)
+@click.option("--threads", "thread_counts", default="1,0", show_default=True, help="onnxruntime thread counts; 0 = all cores.")
+@click.option("--runs", default=200, show_default=True, help="Timed calls at batch 1 (fewer at larger batches).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the result as JSON here.")
+def bench(export_dir: str, batches: str, thread_counts: str, runs: int, out: str | None) -> None:
+    """Latency, throughput, size and start-up of every model in an export folder, int8 beside fp32."""
+    from edgeguard.bench import bench_export, markdown
+    from edgeguard.files import atomic_write_json
+
+    result = bench_export(export_dir, tuple(_ints(batches)), tuple(_ints(thread_counts)), runs)
+    if out:
+        atomic_write_json(out, result)
+    click.echo(markdown(result))
+
+
 def _latest_run(runs_dir: Path) -> Path:
     runs = sorted((p for p in runs_dir.glob("*") if (p / "metrics.json").exists()), key=lambda p: (p / "metrics.json").stat().st_mtime)
     if not runs:
