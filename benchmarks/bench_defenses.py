@@ -21,14 +21,13 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from edgeguard.defenses import parse_stack
-from edgeguard.bench import machine
+from edgeguard.bench import machine, time_calls
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write_json, sha256_file
 from edgeguard.manifest import Manifest, ModelEntry
@@ -55,14 +54,7 @@ def defense_specs(export: Path) -> list[str]:
 
 
 def median_us(fn: Callable[[], Any], reps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(reps):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - start)
-    return statistics.median(samples) / 1e3
+    return statistics.median(time_calls(fn, reps, warmup)) / 1e3
 
 
 def synthetic_export(folder: Path, classes: int = 10, seed: int = 0) -> Path:

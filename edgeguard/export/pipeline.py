@@ -7,7 +7,6 @@ supports; unknown combinations fail before any work is done.
 from __future__ import annotations
 
 import platform
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from edgeguard.bench import time_calls
 from edgeguard.data.natural import natural_patches
 from edgeguard.errors import EdgeguardError
 from edgeguard.export.calibrate import calibrate_monitor
@@ -117,18 +117,13 @@ def verify(deployed: DeployedModel, reference: torch.nn.Module, x: np.ndarray, y
             "max_abs_diff": float(np.abs(ref - got).max()),
         }
     one = x[:1]
-    deployed.logits(one)  # warm-up
-    times = []
-    for _ in range(200):
-        start = time.perf_counter()
-        deployed.logits(one)
-        times.append(time.perf_counter() - start)
+    times_ns = time_calls(lambda: deployed.logits(one), runs=200, warmup=1)
     return {
         "file": deployed.entry.file,
         "format": deployed.entry.format,
         "precision": deployed.entry.precision,
         "size_bytes": deployed.entry.size_bytes,
         "accuracy": float((deployed.logits(x).argmax(1) == y).mean()),
-        "latency_ms_p50_batch1": float(np.median(times) * 1e3),
+        "latency_ms_p50_batch1": float(np.median(times_ns) / 1e6),
         "parity": parity,
     }

@@ -32,6 +32,11 @@ class DeployedModel:
     backend: OnnxBackend
     path: Path
 
+    def __post_init__(self) -> None:
+        # built once: normalise() runs on every served request
+        self._mean = np.asarray(self.manifest.mean, np.float32).reshape(1, -1, 1, 1)
+        self._std = np.asarray(self.manifest.std, np.float32).reshape(1, -1, 1, 1)
+
     @classmethod
     def load(
         cls, folder: str | Path, precision: str = "int8", format: str = "onnx", threads: int = 1
@@ -62,9 +67,7 @@ class DeployedModel:
         return len(self.manifest.classes)
 
     def normalise(self, x: np.ndarray) -> np.ndarray:
-        mean = np.asarray(self.manifest.mean, np.float32).reshape(1, -1, 1, 1)
-        std = np.asarray(self.manifest.std, np.float32).reshape(1, -1, 1, 1)
-        return ((x - mean) / std).astype(np.float32, copy=False)
+        return ((x - self._mean) / self._std).astype(np.float32, copy=False)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """x: (n, C, H, W) float32 in [0, 1] -> (n, classes) logits. Validates the shape."""
