@@ -1,6 +1,7 @@
 """Attacks really learn from served answers; queries are counted exactly; label thieves see labels only."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from edgeguard.attacks.sources import query_set  # noqa: E402
 from edgeguard.attacks.victim import CountingVictim  # noqa: E402
 from edgeguard.data import load_dataset  # noqa: E402
 from edgeguard.errors import EdgeguardError  # noqa: E402
+from edgeguard.evaluate import grid  # noqa: E402
 from edgeguard.evaluate.cells import Cell, ServedVictim, rob  # noqa: E402
 from edgeguard.evaluate.store import CellStore  # noqa: E402
 from edgeguard.runtime import DeployedModel  # noqa: E402
@@ -80,3 +82,50 @@ def test_jbda_thief_learns_and_spends_exactly_its_budget(victim_model, digits, t
     print("jbda fidelity", row["fidelity"])
     assert row["queries"] == 250
     assert row["fidelity"] >= 0.6  # clearly above chance (0.1) from 100 labelled seeds
+
+
+def test_grid_gives_each_attack_its_sources_and_budgets_and_keeps_stored_keys():
+    cells = [c for _, group in grid.groups(grid.GridSpec()) for c in group]
+    by_attack = {a: [c for c in cells if c.attack == a] for a in ("knockoff", "knockoff-adaptive", "jbda")}
+    assert len(by_attack["knockoff"]) == 2 * 3 * 2 * 2 * 2 * 3  # victims x seeds x defenses x sources x labels x budgets
+    assert {(c.source, c.budget) for c in by_attack["knockoff-adaptive"]} == {("natural", 500)}
+    assert {(c.source, c.budget) for c in by_attack["jbda"]} == {("pool", 500)}  # one source: no twin cells
+    assert len(by_attack["jbda"]) == len(by_attack["knockoff-adaptive"]) == 2 * 3 * 2 * 2
+    keys = {c.key for c in cells}
+    assert len(keys) == len(cells)
+    stored = CellStore(Path(__file__).parents[1] / "docs" / "results" / "cells.jsonl").done
+    assert stored <= keys  # the committed results are cells of the default grid: nothing is recomputed
+    with pytest.raises(EdgeguardError, match="unknown attack"):
+        grid.GridSpec(attacks=["knockoff", "copycat"])
+
+
+@pytest.fixture
+def tiny_grid(default_run, default_export, tmp_path):
+    """run(attacks, out, workers) -> stored rows of a one-victim, one-seed grid on the session's export."""
+    runs, exports = tmp_path / "runs", tmp_path / "export"
+    runs.mkdir()
+    exports.mkdir()
+    (runs / "digits-small-cnn-qat-s0").symlink_to(default_run.dir)
+    (exports / "digits-small-cnn-qat-s0").symlink_to(default_export[0])
+
+    def run(attacks, out="out", workers=1):
+        spec = grid.GridSpec(victims=[grid.Victim("qat", "qat")], defenses=["none"], attacks=attacks, labels=["argmax"], budgets=[40, 60], adaptive_budgets=[60], seeds=[0], thief_steps=5, workers=workers)
+        return grid.run_grid(spec, tmp_path / out, runs, exports)["cells"]
+
+    return run
+
+
+def test_grid_adds_an_attack_without_recomputing_stored_cells(tiny_grid, monkeypatch, torch_threads):
+    first = tiny_grid(["knockoff"])
+    assert sorted((r["source"], r["budget"]) for r in first) == [("natural", 40), ("natural", 60), ("pool", 40), ("pool", 60)]
+    both = tiny_grid(["knockoff", "knockoff-adaptive", "jbda"])
+    assert both[:4] == first
+    assert [(r["attack"], r["source"], r["queries"]) for r in both[4:]] == [("knockoff-adaptive", "natural", 60), ("jbda", "pool", 60)]
+    monkeypatch.setattr(grid, "rob", lambda *a, **k: pytest.fail("a stored cell was robbed again"))
+    assert tiny_grid(["knockoff", "knockoff-adaptive", "jbda"]) == both
+
+
+@pytest.mark.slow  # two spawned workers import torch afresh: ~20 s
+def test_grid_rows_do_not_depend_on_the_number_of_workers(tiny_grid, torch_threads):
+    attacks = ["knockoff", "knockoff-adaptive", "jbda"]
+    assert tiny_grid(attacks, "two", workers=2) == tiny_grid(attacks, "one", workers=1)

@@ -9,6 +9,7 @@ the setting a real thief is in. Images that scikit-image would download at run t
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
@@ -37,14 +38,26 @@ def photos() -> tuple[np.ndarray, ...]:
 
 def natural_patches(n: int, shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
     """n random patches shaped (C, H, W), float32 in [0, 1]; deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    return _cut(n, shape, rng, lambda i: int(rng.integers(len(photos()))))
+
+
+def photo_patches(photo_ids: np.ndarray, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """One random patch of each listed photo (indices into `photos()`), for a thief that picks which
+    photo each query comes from (adaptive Knockoff, `edgeguard.attacks.adaptive`)."""
+    return _cut(len(photo_ids), shape, rng, lambda i: int(photo_ids[i]))
+
+
+def _cut(n: int, shape: tuple[int, int, int], rng: np.random.Generator, pick: Callable[[int], int]) -> np.ndarray:
+    """n patches; `pick(i)` names patch i's photo and is called just before its crop is drawn, the
+    order of draws every stored natural-patch result depends on."""
     from skimage.transform import resize
 
     channels, h, w = shape
-    rng = np.random.default_rng(seed)
     imgs = photos()
     out = np.empty((n, channels, h, w), dtype=np.float32)
     for i in range(n):
-        img = imgs[rng.integers(len(imgs))]
+        img = imgs[pick(i)]
         side = int(rng.integers(max(h, 24), min(img.shape[:2]) // 2 + 1))
         top = rng.integers(img.shape[0] - side + 1)
         left = rng.integers(img.shape[1] - side + 1)

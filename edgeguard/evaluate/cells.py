@@ -7,13 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from edgeguard.attacks.adaptive import adaptive_stream
 from edgeguard.attacks.jbda import jbda_theft
 from edgeguard.attacks.knockoff import ask
-from edgeguard.attacks.sources import query_set
+from edgeguard.attacks.sources import ATTACK_SOURCES, query_set
 from edgeguard.attacks.surrogate import train_surrogate
 from edgeguard.attacks.victim import CountingVictim
 from edgeguard.data import Dataset
 from edgeguard.defenses import parse_stack
+from edgeguard.errors import EdgeguardError
 from edgeguard.metrics import accuracy, agreement
 from edgeguard.runtime import DeployedModel
 
@@ -22,15 +24,29 @@ from edgeguard.runtime import DeployedModel
 class Cell:
     victim: str  # run name of the exported victim
     defense: str  # stack spec, "none" for the bare model
-    source: str  # "pool" | "natural" (JBDA always starts from pool seeds)
+    source: str  # the thief's data: "pool" | "natural" (sources.ATTACK_SOURCES: which attack takes which)
     labels: str  # "soft" | "argmax"
     budget: int
     seed: int
-    attack: str = "knockoff"  # "knockoff" | "jbda"
+    attack: str = "knockoff"  # "knockoff" (random sampling) | "knockoff-adaptive" | "jbda"
+
+    def __post_init__(self) -> None:
+        if self.attack not in ATTACK_SOURCES:
+            raise EdgeguardError(f"unknown attack '{self.attack}'; choose one of: {', '.join(ATTACK_SOURCES)}")
+        if self.source not in ATTACK_SOURCES[self.attack]:
+            raise EdgeguardError(f"the {self.attack} thief cannot start from '{self.source}' queries; it takes: {', '.join(ATTACK_SOURCES[self.attack])}")
 
     @property
     def key(self) -> str:
+        """Every field's value, in order: the store's key. A new field would change every key, and a
+        grid would then recompute the cells it has stored."""
         return "|".join(str(v) for v in asdict(self).values())
+
+    @property
+    def stream(self) -> tuple:
+        """Cells with equal stream keys share one answered query stream, each training on its prefix."""
+        shared_by_labels = self.attack == "knockoff"  # an adaptive thief's labels steer its queries
+        return (self.attack, self.source, self.seed, None if shared_by_labels else self.labels)
 
 
 class ServedVictim:
@@ -53,35 +69,47 @@ def honest_cost(victim: ServedVictim, data: Dataset) -> dict[str, float]:
     return {"victim_accuracy": accuracy(served, data.test.y), "perturbation_l1": float(np.abs(served - bare).sum(1).mean())}
 
 
-def rob(victim: ServedVictim, data: Dataset, cells: list[Cell], steps: int = 250) -> list[dict[str, Any]]:
-    """Thieves that differ only in budget and labels.
+def answered_stream(victim: ServedVictim, data: Dataset, cell: Cell, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n queries of `cell`'s Knockoff thief and the answers it saw, counted exactly against a budget of n."""
+    counter = CountingVictim(victim, budget=n)
+    if cell.attack == "knockoff-adaptive":
+        stream = adaptive_stream(counter, data, n, cell.labels == "soft", cell.seed)
+        x, answers = stream.x, stream.answers
+    else:
+        x = query_set(cell.source, data, n, cell.seed)
+        answers = ask(counter, x)
+    assert counter.queries == n
+    return x, answers
 
-    Knockoff: one query stream, answered once; the largest budget is queried and each cell's
-    surrogate trains on its prefix of the stream. JBDA chooses its queries from its own substitute,
-    so each of its cells queries on its own.
+
+def rob(victim: ServedVictim, data: Dataset, cells: list[Cell], steps: int = 250) -> list[dict[str, Any]]:
+    """Thieves of one served victim.
+
+    Knockoff (random or adaptive) asks a budget-b thief's queries as a prefix of a larger one's, so
+    each stream (`Cell.stream`) is answered once, to its largest budget, and each cell's surrogate
+    trains on its prefix. JBDA retrains its substitute on every prefix it steps from: each of its
+    cells robs on its own.
     """
-    first = cells[0]
-    largest = max(c.budget for c in cells)
-    knockoff = first.attack == "knockoff"
-    if knockoff:
-        x = query_set(first.source, data, largest, first.seed)
-        stream = CountingVictim(victim, budget=largest)
-        answers = ask(stream, x)
     served_test = victim(data.test.x)
     cost = honest_cost(victim, data)
+    streams: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
     rows = []
     for cell in cells:
-        if cell.attack == "jbda":  # adaptive queries: no shared stream, each cell robs on its own
+        soft = cell.labels == "soft"
+        if cell.attack == "jbda":
             counter = CountingVictim(victim, budget=cell.budget)
-            surrogate = jbda_theft(counter, data, cell.budget, cell.labels == "soft", cell.seed, steps)
+            surrogate = jbda_theft(counter, data, cell.budget, soft, cell.seed, steps)
             assert counter.queries == cell.budget
         else:
-            surrogate = train_surrogate(x[: cell.budget], answers[: cell.budget], cell.labels == "soft", answers.shape[1], steps=steps, seed=cell.seed)
+            if cell.stream not in streams:
+                largest = max(c.budget for c in cells if c.stream == cell.stream)
+                streams[cell.stream] = answered_stream(victim, data, cell, largest)
+            x, answers = streams[cell.stream]
+            surrogate = train_surrogate(x[: cell.budget], answers[: cell.budget], soft, answers.shape[1], steps=steps, seed=cell.seed)
         stolen = surrogate.predict(data.test.x)
         rows.append({
             "key": cell.key, **asdict(cell), **cost, "queries": cell.budget,
             "surrogate_accuracy": accuracy(stolen, data.test.y),
             "fidelity": agreement(served_test, stolen),
         })  # fmt: skip
-    assert not knockoff or stream.queries == largest
     return rows

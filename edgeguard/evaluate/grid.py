@@ -1,4 +1,4 @@
-"""The evaluation grid: {victims} x {defense stacks} x {query sources} x {soft, argmax} x {budgets} x {seeds}.
+"""The evaluation grid: {victims} x {defense stacks} x {attacks x their query sources} x {soft, argmax} x {budgets} x {seeds}.
 
 Victims are trained and exported on demand (a finished run or export is reused), every attack
 queries the exported int8 ONNX model through the defense stack, and finished cells are stored as
@@ -8,12 +8,19 @@ they finish, so an interrupted grid resumes where it stopped.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from tqdm.auto import tqdm
 
+from edgeguard.attacks.sources import ATTACK_SOURCES
+from edgeguard.data import Dataset, load_dataset
+from edgeguard.errors import EdgeguardError
 from edgeguard.evaluate.cells import Cell, ServedVictim, rob
 from edgeguard.evaluate.store import CellStore
 from edgeguard.manifest import MANIFEST
@@ -33,12 +40,39 @@ class GridSpec:
     model: str = "small-cnn"
     victims: list[Victim] = field(default_factory=lambda: [Victim("qat", "qat"), Victim("divqat", "divqat")])
     defenses: list[str] = field(default_factory=lambda: ["none", "reverse_sigmoid(beta=1.0,gamma=0.2)"])
+    attacks: list[str] = field(default_factory=lambda: ["knockoff", "knockoff-adaptive", "jbda"])
     sources: list[str] = field(default_factory=lambda: ["pool", "natural"])
     labels: list[str] = field(default_factory=lambda: ["soft", "argmax"])
-    budgets: list[int] = field(default_factory=lambda: [100, 500, 1000])
+    budgets: list[int] = field(default_factory=lambda: [100, 500, 1000])  # random Knockoff's
+    # knockoff-adaptive's and jbda's: they train surrogates while they query, several times a random
+    # thief's cost per cell, so the default grid gives them one budget (docs/results.md)
+    adaptive_budgets: list[int] = field(default_factory=lambda: [500])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     thief_steps: int = 250
-    threads: int = 1
+    threads: int = 1  # torch threads per worker
+    workers: int = 2  # processes robbing groups at once: the default grid fits 20 minutes on 2 cores this way
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.attacks if a not in ATTACK_SOURCES]
+        if unknown:
+            raise EdgeguardError(f"unknown attack(s) {', '.join(unknown)}; choose from: {', '.join(ATTACK_SOURCES)}")
+
+    def budgets_for(self, attack: str) -> list[int]:
+        return self.budgets if attack == "knockoff" else self.adaptive_budgets
+
+
+def groups(spec: GridSpec) -> list[tuple[Victim, list[Cell]]]:
+    """The grid's cells in groups robbed together (one victim, seed, defense, attack and source each).
+
+    An attack meets only the sources it can start from (`ATTACK_SOURCES`: JBDA its pool seeds,
+    adaptive Knockoff natural photos), so no cell appears twice under two source names.
+    """
+    out = []
+    for victim, seed, defense, attack in itertools.product(spec.victims, spec.seeds, spec.defenses, spec.attacks):
+        for source in (s for s in spec.sources if s in ATTACK_SOURCES[attack]):
+            cells = [Cell(victim.name, defense, source, labels, budget, seed, attack) for labels in spec.labels for budget in spec.budgets_for(attack)]
+            out.append((victim, cells))
+    return out
 
 
 def prepare_victim(spec: GridSpec, victim: Victim, seed: int, runs_dir: Path, export_dir: Path) -> tuple[Path, dict]:
@@ -60,26 +94,61 @@ def prepare_victim(spec: GridSpec, victim: Victim, seed: int, runs_dir: Path, ex
 
 
 def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Compute every missing cell; returns {"victims": per-run metrics, "cells": all stored rows}."""
+    """Compute every missing cell; returns {"victims": per-run metrics, "cells": all stored rows}.
+
+    Victims are prepared first, here; then the groups still missing a cell are robbed by
+    `spec.workers` processes of `spec.threads` torch threads each. Each group's rows are stored as it
+    finishes, in grid order, so an interrupted grid loses only the groups in flight. Every cell seeds
+    its own randomness: the rows do not depend on the number of workers.
+    """
     import torch
 
-    from edgeguard.data import load_dataset
-
     torch.set_num_threads(spec.threads)
-    data = load_dataset(spec.dataset)
     store = CellStore(out / "cells.jsonl")
-    victims = {}
-    groups = list(itertools.product(spec.victims, spec.seeds, spec.defenses, spec.sources))
-    bar = tqdm(groups, desc="grid", unit="group")
-    for victim, seed, defense, source in bar:
-        cells = [Cell(victim.name, defense, source, labels, budget, seed) for labels in spec.labels for budget in spec.budgets]
-        key = (victim.name, seed)
+    victims: dict[tuple[str, int], tuple[Path, dict]] = {}
+    jobs = []
+    for victim, cells in groups(spec):
+        key = (victim.name, cells[0].seed)
         if key not in victims:
-            victims[key] = prepare_victim(spec, victim, seed, runs_dir, export_dir)
+            victims[key] = prepare_victim(spec, victim, key[1], runs_dir, export_dir)
         todo = [c for c in cells if c.key not in store.done]
-        if not todo:
-            continue
-        bar.set_postfix_str(f"{victim.name} s{seed} {defense[:20]} {source}")
-        served = ServedVictim(DeployedModel.load(victims[key][0]), defense)
-        store.add(rob(served, data, todo, steps=spec.thief_steps))
+        if todo:
+            jobs.append(Job(spec.dataset, str(victims[key][0]), todo, spec.thief_steps, spec.threads))
+    with _mapper(spec.workers) as mapper:
+        for rows in tqdm(mapper(rob_job, jobs), total=len(jobs), desc="grid", unit="group"):
+            store.add(rows)
     return {"victims": [{"victim": v, "seed": s, **m} for (v, s), (_, m) in victims.items()], "cells": store.rows}
+
+
+@dataclass
+class Job:
+    """One group of cells to rob, as a worker process receives it."""
+
+    dataset: str
+    export: str
+    cells: list[Cell]
+    steps: int
+    threads: int
+
+
+def rob_job(job: Job) -> list[dict[str, Any]]:
+    import torch
+
+    torch.set_num_threads(job.threads)
+    served = ServedVictim(DeployedModel.load(job.export), job.cells[0].defense)
+    return rob(served, _dataset(job.dataset), job.cells, steps=job.steps)
+
+
+@lru_cache(maxsize=1)
+def _dataset(name: str) -> Dataset:
+    return load_dataset(name)
+
+
+@contextmanager
+def _mapper(workers: int) -> Iterator[Callable]:
+    """`map` in this process for one worker; else a pool of fresh (spawned: no forked torch state) processes."""
+    if workers <= 1:
+        yield map
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool.map

@@ -9,16 +9,22 @@ from typing import Any
 import numpy as np
 
 METRICS = ("fidelity", "surrogate_accuracy", "victim_accuracy", "perturbation_l1")
+# the report's order of attacks, and each one's table heading
+ATTACKS = {
+    "knockoff": "Knockoff, random sampling",
+    "knockoff-adaptive": "Knockoff, adaptive sampling (gradient bandit over the source photos)",
+    "jbda": "JBDA (10 pool seeds per class, then Jacobian augmentation)",
+}
 
 
 def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds for each (victim, defense, source, labels, budget)."""
+    """Mean and std over seeds for each (attack, victim, defense, source, labels, budget)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for c in cells:
-        groups[(c["victim"], c["defense"], c["source"], c["labels"], c["budget"])].append(c)
+        groups[(list(ATTACKS).index(c["attack"]), c["victim"], c["defense"], c["source"], c["labels"], c["budget"])].append(c)
     rows = []
-    for (victim, defense, source, labels, budget), members in sorted(groups.items()):
-        row = {"victim": victim, "defense": defense, "source": source, "labels": labels, "budget": budget, "seeds": len(members)}
+    for (attack, victim, defense, source, labels, budget), members in sorted(groups.items()):
+        row = {"attack": list(ATTACKS)[attack], "victim": victim, "defense": defense, "source": source, "labels": labels, "budget": budget, "seeds": len(members)}
         for m in METRICS:
             values = np.array([c[m] for c in members])
             row[m] = float(values.mean())
@@ -64,7 +70,16 @@ def markdown(victims: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
                 f"| {v['victim']} | {_pm(*v['accuracy'])} | " + " | ".join(_pm(*v[s]) for s in shifts)
                 + f" | {_pm(*v['transfer_kl'], pct=False)} | {_pm(*v['transfer_top1_agreement'])} | {v['seconds_per_epoch'][0]:.2f} |"
             )
-    lines += ["", "### Thieves (Knockoff, random sampling; fidelity = % test inputs where the copy agrees with the served victim)", ""]
+    lines += ["", "### Thieves (fidelity = % test inputs where the copy agrees with the served victim)"]
+    for attack, title in ATTACKS.items():
+        lines += _thief_table(title, [r for r in rows if r["attack"] == attack])
+    return "\n".join(lines) + "\n"
+
+
+def _thief_table(title: str, rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["", f"#### {title}", ""]
     lines.append("| victim | defense | queries from | labels | budget | fidelity % | surrogate acc % | victim acc % | L1 perturbation |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -73,31 +88,35 @@ def markdown(victims: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
             f"| {_pm(r['surrogate_accuracy'], r['surrogate_accuracy_std'])} | {_pm(r['victim_accuracy'], r['victim_accuracy_std'])} "
             f"| {r['perturbation_l1']:.3f} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Fidelity vs budget: one panel per (query source, labels), one line per victim + defense."""
+    """Fidelity vs budget: a column per thief (attack + query source), a row per label kind (soft,
+    argmax), a line per victim + defense (a single point where an attack ran at one budget)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(r["source"], r["labels"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), sharey=True, squeeze=False)
-    for ax, (source, labels) in zip(axes[0], panels):
-        lines: dict[str, list[dict]] = defaultdict(list)
-        for r in rows:
-            if (r["source"], r["labels"]) == (source, labels):
-                lines[f"{r['victim']} + {r['defense'].split('(')[0]}"].append(r)
-        for name, pts in sorted(lines.items()):
-            pts.sort(key=lambda r: r["budget"])
-            ax.errorbar([p["budget"] for p in pts], [100 * p["fidelity"] for p in pts], yerr=[100 * p["fidelity_std"] for p in pts], marker="o", capsize=3, label=name)
-        ax.set_title(f"{source} queries, {labels} labels")
+    thieves = list(dict.fromkeys((r["attack"], r["source"]) for r in rows))  # rows come in report order
+    kinds = [k for k in ("soft", "argmax") if any(r["labels"] == k for r in rows)]
+    fig, axes = plt.subplots(len(kinds), len(thieves), figsize=(3.8 * len(thieves), 3.3 * len(kinds)), sharey=True, squeeze=False)
+    for row_axes, labels in zip(axes, kinds):
+        for ax, (attack, source) in zip(row_axes, thieves):
+            lines: dict[str, list[dict]] = defaultdict(list)
+            for r in rows:
+                if (r["attack"], r["source"], r["labels"]) == (attack, source, labels):
+                    lines[f"{r['victim']} + {r['defense'].split('(')[0]}"].append(r)
+            for name, pts in sorted(lines.items()):
+                pts.sort(key=lambda r: r["budget"])
+                ax.errorbar([p["budget"] for p in pts], [100 * p["fidelity"] for p in pts], yerr=[100 * p["fidelity_std"] for p in pts], marker="o", capsize=3, label=name)
+            ax.set_title(f"{attack}, {source} queries, {labels} labels", fontsize=9)
+            ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+        row_axes[0].set_ylabel("fidelity %")
+    for ax in axes[-1]:
         ax.set_xlabel("queries")
-        ax.set_xscale("log")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("fidelity %")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
