@@ -251,20 +251,28 @@ def free_port() -> int:
 
 
 class Server:
-    """`edgeguard serve` in a subprocess, stopped (SIGTERM, then SIGKILL) when the block ends."""
+    """`edgeguard serve` in a subprocess, stopped (SIGTERM, then SIGKILL) when the block ends.
 
-    def __init__(self, export: Path, keys: Path, defense: str, max_batch: int):
+    `python` is the interpreter command (aarch64 under qemu: the emulator, its options and the guest
+    python), `env` what it needs beyond this process's environment, `timeout` how long start-up may take.
+    """
+
+    def __init__(
+        self, export: Path, keys: Path, defense: str, max_batch: int,
+        python: tuple[str, ...] = (sys.executable,), env: dict[str, str] | None = None, timeout: float = 60.0,
+    ):  # fmt: skip
         self.port = free_port()
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+        self.timeout = timeout
         command = "from edgeguard.cli import main; main()"
         self.args = [
-            sys.executable, "-c", command, "serve", str(export), "--keys", str(keys), "--defense", defense,
+            *python, "-c", command, "serve", str(export), "--keys", str(keys), "--defense", defense,
             "--host", HOST, "--port", str(self.port), "--threads", "1", "--max-batch", str(max_batch),
         ]
 
     def __enter__(self) -> "Server":
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise EdgeguardError(f"the server exited at start-up: {self.proc.stdout.read().strip()}")
@@ -274,7 +282,7 @@ class Server:
             except OSError:
                 time.sleep(0.1)
         self.__exit__()
-        raise EdgeguardError("the server did not start listening within 60 s")
+        raise EdgeguardError(f"the server did not start listening within {self.timeout:.0f} s")
 
     def __exit__(self, *exc: Any) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -1,39 +1,79 @@
-"""On-device benchmarks of an export folder: latency, throughput, size, start-up (numpy + onnxruntime).
+"""On-device benchmarks of an export folder: latency, throughput, size, start-up, peak memory.
 
-Every model file of the folder (int8 and fp32) is timed in the same run, at each batch size and
-thread count, so the headline numbers are ratios measured side by side (int8 / fp32), not absolute
-times from different moments of a busy machine. `machine()` records what the run ran on.
+Every model of the folder (int8 and fp32; ONNX, and TFLite where its backend is installed) is timed
+in the same run, and torch's own fp32 and int8 modules beside them when torch and the export's run
+folder are there. Contenders are timed in turn, a slice each, so that whatever else the machine does
+slows them alike: the headline numbers are ratios measured side by side (int8 / fp32, TFLite / ORT,
+torch / ORT), not absolute times from different moments of a busy machine. `machine()` records what
+the run ran on. This module is device-side (numpy + the runtime): torch is imported only by
+`edgeguard.bench_torch`, and only when asked for.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from edgeguard.errors import EdgeguardError
+from edgeguard.manifest import Manifest, ModelEntry
 from edgeguard.runtime import DeployedModel
+
+Logits = Callable[[np.ndarray], np.ndarray]  # images (n, C, H, W) in [0, 1] -> logits
+RUNTIME = {"onnx": "ORT", "tflite": "TFLite", "torch": "torch"}  # short names used in ratios
+SLICES = 10  # each contender's calls are split into this many slices, interleaved with the others'
+OPTIONAL = ("torch", "ai-edge-litert", "tflite-runtime")  # versions recorded when installed
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One model on one runtime: `load(threads)` returns its logits function (loading is timed)."""
+
+    format: str  # "onnx" | "tflite" | "torch"
+    precision: str
+    file: str
+    size_bytes: int
+    load: Callable[[int], Logits]
+
+    @property
+    def name(self) -> str:
+        return f"{RUNTIME.get(self.format, self.format)} {self.precision}"
 
 
 def machine() -> dict[str, Any]:
     import onnxruntime
 
-    cpu = platform.processor()
-    try:  # platform.processor() is often empty on Linux; cpuinfo names the CPU
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
+    cpu, features = platform.processor(), None
+    try:  # platform.processor() is often empty on Linux; cpuinfo names the CPU and its instruction sets
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        cpu = info.get("model name", cpu)
+        features = info.get("flags", info.get("Features"))  # x86 / aarch64: says whether int8 dot products (VNNI, asimddp) exist
+    except OSError:
         pass
+    versions = {}
+    for name in OPTIONAL:  # metadata only: importing torch here would defeat the device side
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return {
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": cpu,
+        "cpu_features": features,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "onnxruntime": onnxruntime.__version__,
+        **versions,
         # other work on the machine inflates and spreads the timings: record how busy it was
         "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
@@ -55,59 +95,138 @@ def time_calls(fn, runs: int, warmup: int) -> list[int]:
     return samples
 
 
-def bench_export(
-    folder: str | Path, batches: tuple[int, ...] = (1, 8, 64), threads: tuple[int, ...] = (1, 0), runs: int = 200, warmup: int = 20,
-) -> dict[str, Any]:  # fmt: skip
-    """Time every ONNX model file of an export folder. threads 0 means all cores."""
-    from edgeguard.manifest import Manifest
+def deployed_loader(folder: str | Path, entry: ModelEntry) -> Callable[[int], Logits]:
+    """What a device runs: manifest-verified file, its runtime backend, normalisation included."""
+    return lambda threads: DeployedModel.load(folder, entry.precision, entry.format, threads=threads).logits
 
+
+def contenders(folder: str | Path, torch: bool | None = None) -> tuple[list[Contender], list[dict[str, Any]]]:
+    """Every model file of the manifest, then torch's modules of the export's run; and what was left out.
+
+    torch=None: include torch when it is installed and the run folder exists; True: require it.
+    """
     manifest = Manifest.load(folder)
+    out = [Contender(e.format, e.precision, e.file, e.size_bytes, deployed_loader(folder, e)) for e in manifest.models]
+    if torch is False or (torch is None and importlib.util.find_spec("torch") is None):
+        return out, []
+    from edgeguard.bench_torch import torch_contenders  # torch side: imported only here
+
+    try:
+        return out + torch_contenders(manifest), []
+    except EdgeguardError as e:
+        if torch:
+            raise
+        return out, [{"file": "torch reference", "format": "torch", "precision": "fp32, int8", "reason": str(e)}]
+
+
+def bench_export(
+    folder: str | Path, batches: tuple[int, ...] = (1, 8, 64), threads: tuple[int, ...] = (1, 0), runs: int = 200,
+    warmup: int = 20, torch: bool | None = None, memory: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Time every contender of an export folder. threads 0 means all cores; batch b gets runs // b calls (at least 20).
+
+    A contender whose runtime is not installed (e.g. TFLite without its package) is skipped and
+    listed with the reason. memory=True also measures each one's peak RSS in a fresh process.
+    """
+    manifest = Manifest.load(folder)
+    candidates, skipped = contenders(folder, torch)
+    ready, startup = [], {}
+    for c in candidates:
+        try:
+            startup[c.name] = [time_calls(lambda c=c: c.load(1), 1, 0)[0] for _ in range(5)]
+        except (EdgeguardError, ImportError) as e:  # a backend whose package is missing, an unknown format
+            skipped.append({"file": c.file, "format": c.format, "precision": c.precision, "reason": str(e)})
+            continue
+        ready.append(c)
     rng = np.random.default_rng(0)
     rows = []
-    for entry in manifest.models:
-        if entry.format != "onnx":
-            continue
-        starts = [time_calls(lambda: DeployedModel.load(folder, entry.precision, entry.format), 1, 0)[0] for _ in range(5)]
-        for n_threads in threads:
-            model = DeployedModel.load(folder, entry.precision, entry.format, threads=n_threads or (os.cpu_count() or 1))
-            for batch in batches:
-                x = rng.random((batch, *model.input_shape), dtype=np.float32)
-                samples = time_calls(lambda: model.logits(x), max(10, runs // batch), warmup)
-                p = percentiles_ms(samples)
+    for n_threads in threads:
+        n = n_threads or os.cpu_count() or 1
+        models = {c.name: c.load(n) for c in ready}
+        for batch in batches:
+            x = rng.random((batch, *manifest.input_shape), dtype=np.float32)
+            samples = interleaved({name: (lambda f=f, x=x: f(x)) for name, f in models.items()}, max(20, runs // batch), warmup)
+            for c in ready:
+                p = percentiles_ms(samples[c.name])
                 rows.append({
-                    "file": entry.file, "precision": entry.precision, "size_bytes": entry.size_bytes,
-                    "threads": n_threads or os.cpu_count(), "batch": batch, **p,
+                    "runtime": RUNTIME.get(c.format, c.format), "format": c.format, "precision": c.precision, "file": c.file,
+                    "size_bytes": c.size_bytes, "threads": n, "batch": batch, **p,
                     "items_per_s": round(batch / (p["p50_ms"] / 1e3), 1),
-                    "startup_ms_median": round(float(np.median(starts)) / 1e6, 2),
+                    "startup_ms_median": round(float(np.median(startup[c.name])) / 1e6, 2),
                 })  # fmt: skip
-    return {"export": manifest.name, "machine": machine(), "rows": rows, "ratios": int8_over_fp32(rows)}
+    result = {"export": manifest.name, "machine": machine(), "rows": rows, "ratios": ratios(rows), "skipped": skipped}
+    if memory:
+        from edgeguard.bench_memory import peak_memory
+
+        result["memory"] = [peak_memory(folder, c.format, c.precision) for c in ready]
+    return result
 
 
-def int8_over_fp32(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """int8 / fp32 for latency and size at each (threads, batch): the numbers to read first."""
-    by = {(r["precision"], r["threads"], r["batch"]): r for r in rows}
+def interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int) -> dict[str, list[int]]:
+    """`runs` timed calls of each function, in SLICES rounds that take turns between them."""
+    samples: dict[str, list[int]] = {name: [] for name in fns}
+    for i in range(SLICES):
+        for name, fn in fns.items():
+            samples[name] += time_calls(fn, runs // SLICES + (i < runs % SLICES), warmup if i == 0 else 0)
+    return samples
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """int8 / fp32 on each runtime, and each runtime / ORT at the same precision, per (threads, batch)."""
+    by = {(r["runtime"], r["precision"], r["threads"], r["batch"]): r for r in rows}
+    pairs = []
+    for runtime, precision, n, b in by:
+        if precision == "int8" and (runtime, "fp32", n, b) in by:
+            pairs.append((f"int8/fp32 {runtime}", (runtime, "int8", n, b), (runtime, "fp32", n, b)))
+        if runtime != "ORT" and ("ORT", precision, n, b) in by:
+            pairs.append((f"{runtime}/ORT {precision}", (runtime, precision, n, b), ("ORT", precision, n, b)))
     out = []
-    for (precision, n_threads, batch), r in sorted(by.items()):
-        f = by.get(("fp32", n_threads, batch))
-        if precision == "int8" and f:
-            out.append({"threads": n_threads, "batch": batch, "latency_p50": round(r["p50_ms"] / f["p50_ms"], 3), "size": round(r["size_bytes"] / f["size_bytes"], 3)})
+    for name, num, den in sorted(pairs, key=lambda p: (p[1][2], p[1][3], p[0])):
+        latency, size = by[num]["p50_ms"] / by[den]["p50_ms"], by[num]["size_bytes"] / by[den]["size_bytes"]
+        out.append({"ratio": name, "threads": num[2], "batch": num[3], "latency_p50": round(latency, 3), "size": round(size, 3)})
     return out
 
 
 def markdown(result: dict[str, Any]) -> str:
+    """The ratios first (latency per threads x batch, then size), the full table, memory, skips."""
     m = result["machine"]
+    names = list(dict.fromkeys(r["ratio"] for r in result["ratios"]))
+    cells = {(r["threads"], r["batch"], r["ratio"]): r["latency_p50"] for r in result["ratios"]}
+    sizes = {r["ratio"]: r["size"] for r in result["ratios"]}
     lines = [
-        f"### {result['export']} on {m['processor']} ({m['cpu_count']} CPUs, {m['machine']}), onnxruntime {m['onnxruntime']}",
+        f"### {result['export']} on {m['processor']} ({m['cpu_count']} CPUs, {m['machine']}), "
+        f"load average {m['load_average_1_5_15_min']}, onnxruntime {m['onnxruntime']}" + (f", torch {m['torch']}" if "torch" in m else ""),
         "",
-        "| file | threads | batch | p50 ms | p90 ms | p99 ms | items/s | size KB | start-up ms |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "p50 latency ratios (below 1: the first is faster):",
+        "",
+        "| threads | batch | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
     ]
+    for n, b in dict.fromkeys((r["threads"], r["batch"]) for r in result["ratios"]):
+        lines.append(f"| {n} | {b} | " + " | ".join(f"{cells[n, b, k]:.2f}x" if (n, b, k) in cells else "-" for k in names) + " |")
+    lines += ["", "size ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in sizes.items()), ""]
+    lines += ["| runtime | precision | file | threads | batch | p50 ms | p90 ms | p99 ms | items/s | size KB | start-up ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(
-            f"| {r['file']} | {r['threads']} | {r['batch']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} "
-            f"| {r['items_per_s']:.0f} | {r['size_bytes'] / 1024:.1f} | {r['startup_ms_median']:.1f} |"
+            f"| {r['runtime']} | {r['precision']} | {r['file']} | {r['threads']} | {r['batch']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} "
+            f"| {r['p99_ms']:.3f} | {r['items_per_s']:.0f} | {r['size_bytes'] / 1024:.1f} | {r['startup_ms_median']:.1f} |"
         )
-    lines += ["", "| threads | batch | int8/fp32 latency (p50) | int8/fp32 size |", "|---|---|---|---|"]
-    for r in result["ratios"]:
-        lines.append(f"| {r['threads']} | {r['batch']} | {r['latency_p50']:.2f}x | {r['size']:.2f}x |")
+    if result.get("memory"):
+        lines += ["", "| runtime | precision | peak RSS MB | after import MB | model + inference MB |", "|---|---|---|---|---|"]
+        for r in result["memory"]:
+            lines.append(f"| {RUNTIME.get(r['format'], r['format'])} | {r['precision']} | {r['peak_rss_mb']:.1f} | {r['import_rss_mb']:.1f} | {r['model_mb']:.1f} |")
+    lines += [f"\nskipped {s['file']} ({s['format']} {s['precision']}): {s['reason']}" for s in result["skipped"]]
     return "\n".join(lines) + "\n"
+
+
+def save(result: dict[str, Any], out: str | Path) -> list[Path]:
+    """The result as data (JSON), then rendered beside it: markdown, and a PNG where matplotlib is installed."""
+    from edgeguard.files import atomic_write_bytes, atomic_write_json
+
+    out = Path(out)
+    written = [atomic_write_json(out, result), atomic_write_bytes(out.with_suffix(".md"), markdown(result).encode())]
+    if importlib.util.find_spec("matplotlib") is not None:
+        from edgeguard.bench_plot import plot_latency
+
+        written.append(plot_latency(result, out.with_suffix(".png")))
+    return written
