@@ -1,4 +1,4 @@
-"""The device side: load an export folder and answer queries. numpy + onnxruntime only, never torch."""
+"""The device side: load an export folder and answer queries. numpy + onnxruntime or LiteRT only, never torch."""
 
 from edgeguard.runtime.model import DeployedModel, softmax
 

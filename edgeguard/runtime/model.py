@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -15,8 +16,17 @@ from edgeguard.errors import EdgeguardError
 from edgeguard.files import sha256_file
 from edgeguard.manifest import Manifest, ModelEntry
 from edgeguard.runtime.onnx import OnnxBackend
+from edgeguard.runtime.tflite import TFLiteBackend
 
-BACKENDS = {"onnx": OnnxBackend}
+
+class Backend(Protocol):
+    """A loaded model file: normalised float32 (n, C, H, W) in, float32 (n, classes) logits out."""
+
+    def logits(self, x: np.ndarray) -> np.ndarray: ...
+
+
+# each backend imports its runtime package when it loads a file, so a missing one fails only there
+BACKENDS: dict[str, type] = {"onnx": OnnxBackend, "tflite": TFLiteBackend}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -29,7 +39,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class DeployedModel:
     manifest: Manifest
     entry: ModelEntry
-    backend: OnnxBackend
+    backend: Backend
     path: Path
 
     def __post_init__(self) -> None:

@@ -83,6 +83,10 @@ class Run:
     def int8(self) -> torch.nn.Module:
         return convert_int8(self.qat, self.config.backend)
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.metrics["input_shape"])
+
     def dataset(self) -> Dataset:
         return load_dataset(self.config.dataset, self.config.data_dir, self.config.download)
 
