@@ -44,7 +44,8 @@ def train_options(f: Callable) -> Callable:
         click.option("--temperature", type=float, help="DivQAT: softmax temperature of the divergence."),
         click.option("--margin", type=float, help="DivQAT: bound on the per-sample divergence (nats)."),
         click.option("--direction", type=click.Choice(["reverse", "forward"]), help="DivQAT: KL(student||teacher) (reverse) or KL(teacher||student)."),
-        click.option("--div-inputs", type=click.Choice(["mixup", "both", "fields", "clean"]), help="DivQAT: where the divergence is applied (probe inputs)."),
+        click.option("--div-inputs", type=click.Choice(["fields", "mixup", "both", "clean"]), help="DivQAT: where the divergence is applied (probe inputs)."),
+        click.option("--probe-bn", type=click.Choice(["batch", "running"]), help="DivQAT: BatchNorm statistics of the probe pass (running ones are never updated by probes)."),
         click.option("--mass", type=click.Choice(["full", "non-top1"]), help="DivQAT: diverge on the whole distribution or the non-top-1 part."),
         click.option("--div-noise", type=float, help="DivQAT: noise amplitude of mixup probe inputs."),
         click.option("--smooth", type=int, help="DivQAT: coarseness of mixup probe noise (1 = pixel noise)."),
@@ -61,7 +62,7 @@ def train_options(f: Callable) -> Callable:
     return functools.reduce(lambda acc, opt: opt(acc), reversed(options), f)
 
 
-DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "noise", "smooth": "smooth", "anchor": "anchor"}
+DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn"}
 
 
 def _config(**kw: Any):
@@ -102,7 +103,7 @@ def train(**kw: Any) -> None:
 @main.command()
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False))
 @click.option("--int8/--fp32", "int8", default=False, help="Export the true int8 model (default: the fp32 teacher, for comparison).")
-@click.option("--format", "formats", default="onnx", show_default=True, help="Comma-separated formats.")
+@click.option("--format", "formats", default="onnx", show_default=True, help="Comma-separated formats: onnx, tflite (docs/tflite.md).")
 @click.option("--out", default="export", show_default=True, type=click.Path(file_okay=False))
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 def export(run_dir: str | None, int8: bool, formats: str, out: str, runs_dir: str) -> None:
@@ -146,15 +147,15 @@ def _ints(text: str) -> list[int]:
 @click.option("--defense", default="none", show_default=True, help='Defense stack spec, e.g. "reverse_sigmoid(beta=1,gamma=0.2) | round(decimals=2)".')
 @click.option("--url", help="Rob a running `edgeguard serve` (e.g. http://127.0.0.1:8000) instead of EXPORT_DIR + --defense; EXPORT_DIR is the export it serves (dataset, classes, bare model).")
 @click.option("--api-key", envvar="EDGEGUARD_API_KEY", help="API key for --url (default: $EDGEGUARD_API_KEY). Its budget must cover --budget plus the test split.")
-@click.option("--attack", "attack_name", default="knockoff", show_default=True, type=click.Choice(["knockoff", "jbda"]), help="Knockoff (random sampling of --source) or JBDA (pool seeds + Jacobian augmentation).")
-@click.option("--source", default="natural", show_default=True, type=click.Choice(["natural", "pool"]), help="Knockoff's queries: natural photo patches, or the dataset's attacker pool.")
+@click.option("--attack", "attack_name", default="knockoff", show_default=True, type=click.Choice(["knockoff", "knockoff-adaptive", "jbda"]), help="Knockoff (random sampling of --source), Knockoff with adaptive sampling (a bandit over the natural photos) or JBDA (pool seeds + Jacobian augmentation).")
+@click.option("--source", default="natural", show_default=True, type=click.Choice(["natural", "pool"]), help="Knockoff's queries: natural photo patches, or the dataset's attacker pool (knockoff-adaptive: natural only; jbda always starts from pool seeds).")
 @click.option("--labels", default="soft", show_default=True, type=click.Choice(["soft", "argmax"]))
 @click.option("--budget", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--steps", default=250, show_default=True, help="Surrogate training steps.")
 @click.option("--threads", default=1, show_default=True)
 def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, attack_name: str, source: str, labels: str, budget: int, seed: int, steps: int, threads: int) -> None:
-    """A Knockoff or JBDA thief against an exported int8 model behind a defense stack, or a running server: how good is the copy?"""
+    """A Knockoff (random or adaptive) or JBDA thief against an exported int8 model behind a defense stack, or a running server: how good is the copy?"""
     import torch
 
     from edgeguard.data import load_dataset
@@ -190,19 +191,23 @@ def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, 
 @main.command()
 @click.option("--out", default="docs/results", show_default=True, type=click.Path(file_okay=False), help="Where cells.jsonl, results.json, results.md and fidelity.png go.")
 @click.option("--seeds", default="0,1,2", show_default=True)
-@click.option("--budgets", default="100,500,1000", show_default=True)
+@click.option("--attacks", default="knockoff,knockoff-adaptive,jbda", show_default=True, help="Comma-separated: knockoff (pool and natural queries), knockoff-adaptive (natural), jbda (pool seeds).")
+@click.option("--budgets", default="100,500,1000", show_default=True, help="Random Knockoff's query budgets.")
+@click.option("--adaptive-budgets", default="500", show_default=True, help="knockoff-adaptive's and jbda's budgets (they train while they query: costlier per cell).")
 @click.option("--defense", "defenses", multiple=True, help="Defense stack spec (repeatable); default: none and reverse_sigmoid(beta=1.0,gamma=0.2).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--export-dir", default="export", show_default=True, type=click.Path(file_okay=False))
-@click.option("--threads", default=1, show_default=True)
-def evaluate(out: str, seeds: str, budgets: str, defenses: tuple[str, ...], runs_dir: str, export_dir: str, threads: int) -> None:
-    """The grid {QAT, DivQAT} x defenses x {pool, natural} thieves x {soft, argmax} x budgets x seeds. Resumable."""
+@click.option("--threads", default=1, show_default=True, help="torch threads per worker.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes robbing at once (the results do not depend on it).")
+def evaluate(out: str, seeds: str, attacks: str, budgets: str, adaptive_budgets: str, defenses: tuple[str, ...], runs_dir: str, export_dir: str, threads: int, workers: int) -> None:
+    """The grid {QAT, DivQAT} x defenses x thieves (attack x query source) x {soft, argmax} x budgets x seeds. Resumable."""
     from edgeguard.defenses import parse_stack
     from edgeguard.evaluate.grid import GridSpec, run_grid
     from edgeguard.evaluate.report import aggregate, markdown, plot, summarize_victims
     from edgeguard.files import atomic_write_json, atomic_write_bytes, ensure_dir
 
-    spec = GridSpec(seeds=_ints(seeds), budgets=_ints(budgets), threads=threads)
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    spec = GridSpec(attacks=names, seeds=_ints(seeds), budgets=_ints(budgets), adaptive_budgets=_ints(adaptive_budgets), threads=threads, workers=workers)
     if defenses:
         spec.defenses = [parse_stack(d).spec or "none" for d in defenses]  # fail on a bad spec before any work
     folder = ensure_dir(out)
@@ -234,18 +239,19 @@ def detect(export_dir: str, seeds: str, honest_streams: int, out: str | None) ->
 @main.command()
 @click.argument("export_dir", type=click.Path(file_okay=False))
 @click.option("--batches", default="1,8,64", show_default=True)
-@click.option("--threads", "thread_counts", default="1,0", show_default=True, help="onnxruntime thread counts; 0 = all cores.")
+@click.option("--threads", "thread_counts", default="1,0", show_default=True, help="Thread counts of every runtime; 0 = all cores.")
 @click.option("--runs", default=200, show_default=True, help="Timed calls at batch 1 (fewer at larger batches).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Also write the result as JSON here.")
-def bench(export_dir: str, batches: str, thread_counts: str, runs: int, out: str | None) -> None:
-    """Latency, throughput, size and start-up of every model in an export folder, int8 beside fp32."""
-    from edgeguard.bench import bench_export, markdown
-    from edgeguard.files import atomic_write_json
+@click.option("--torch/--no-torch", "torch_ref", default=None, help="torch's fp32 and int8 modules beside the files [default: when torch and the export's run folder are there].")
+@click.option("--memory/--no-memory", default=True, show_default=True, help="Peak memory of each model, each in a fresh process.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the result here as JSON, with .md and .png beside it.")
+def bench(export_dir: str, batches: str, thread_counts: str, runs: int, torch_ref: bool | None, memory: bool, out: str | None) -> None:
+    """Latency, throughput, size, start-up and memory of every model of an export, side by side (ratios first)."""
+    from edgeguard.bench import bench_export, markdown, save
 
-    result = bench_export(export_dir, tuple(_ints(batches)), tuple(_ints(thread_counts)), runs)
-    if out:
-        atomic_write_json(out, result)
+    result = bench_export(export_dir, tuple(_ints(batches)), tuple(_ints(thread_counts)), runs, torch=torch_ref, memory=memory)
     click.echo(markdown(result))
+    if out:
+        click.echo(f"saved {', '.join(map(str, save(result, out)))}")
 
 
 def _latest_run(runs_dir: Path) -> Path:

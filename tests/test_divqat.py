@@ -8,7 +8,7 @@ from torch import nn  # noqa: E402
 
 from edgeguard.errors import EdgeguardError  # noqa: E402
 from edgeguard.models import build_model  # noqa: E402
-from edgeguard.train.losses import DivQATLoss, divergence, frozen_statistics  # noqa: E402
+from edgeguard.train.losses import DivQATLoss, divergence, probe_pass  # noqa: E402
 from edgeguard.train.quantize import prepare_qat  # noqa: E402
 from edgeguard.train.run import TrainConfig  # noqa: E402
 
@@ -67,17 +67,27 @@ def test_gradients_flow_through_fake_quant_and_probes_leave_statistics_alone():
     teacher = build_model("small-cnn", (1, 28, 28), 10).eval()
     student = prepare_qat(teacher, "x86")
     x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    student(x)  # observers see one honest batch
-    before = {k: v.clone() for k, v in student.state_dict().items() if "running" in k or "min_val" in k or "max_val" in k}
-    with frozen_statistics(student):
-        student(10 * torch.randn(16, 1, 28, 28))
+    student(x)  # observers and BN statistics see one honest batch
+    before = {k: v.clone() for k, v in student.state_dict().items() if "running" in k or "min_val" in k or "max_val" in k or "num_batches" in k}
+    probe = 3 + 10 * torch.randn(16, 1, 28, 28)
+    outputs = {}
+    for mode in ("batch", "running"):
+        with probe_pass(student, mode):
+            outputs[mode] = student(probe)
+            outputs[mode].sum().backward()  # the graph survives the buffer swap
     after = student.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
     assert student.training
+    # "batch" normalises the probes with their own statistics, "running" with the honest ones
+    assert not torch.allclose(outputs["batch"], outputs["running"], atol=1e-3)
+    student.zero_grad()
     loss = DivQATLoss()(x, y, student, teacher)
     loss.backward()
     grad = student.features[0][0].weight.grad
     assert grad is not None and grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="batch_norm must be one of"):
+        with probe_pass(student, "sometimes"):
+            pass
 
 
 def test_bad_options_are_sentences():

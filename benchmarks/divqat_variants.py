@@ -1,0 +1,131 @@
+"""DivQAT's options side by side: honest accuracy and what a natural-image thief gets, per variant.
+
+Regenerates the table of docs/divqat.md ("Why these defaults"). Each seed's fp32 teacher is
+trained once and shared by every variant (exactly as `train_run` trains it, so the row with the
+defaults equals the grid's DivQAT victims); each variant is QAT with `fit` and its loss, converted
+to true int8, exported to ONNX and measured in onnxruntime. The thief is the grid's: Knockoff with
+500 natural-patch queries, 250 steps, its seed the victim's.
+
+    python benchmarks/divqat_variants.py                       # the default variant list, seeds 0-2
+    python benchmarks/divqat_variants.py --variants '{"lam2 m4": {"lam": 2, "margin": 4}}' --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from edgeguard.attacks.sources import query_set
+from edgeguard.attacks.surrogate import train_surrogate
+from edgeguard.data import load_dataset
+from edgeguard.data.natural import natural_patches
+from edgeguard.data.shifts import shifted
+from edgeguard.export.onnx import export_onnx
+from edgeguard.metrics import accuracy, agreement
+from edgeguard.models import build_model
+from edgeguard.runtime import softmax
+from edgeguard.runtime.onnx import OnnxBackend
+from edgeguard.train.losses import DivQATLoss, cross_entropy
+from edgeguard.train.loop import Normaliser, fit, seed_everything
+from edgeguard.train.measure import TRANSFER_SEED, TRANSFER_SIZE
+from edgeguard.train.quantize import convert_int8, freeze, prepare_qat
+from edgeguard.train.run import TrainConfig, tensors
+
+FIRST = {"inputs": "mixup", "lam": 0.5, "anchor": 1.0, "probe_bn": "running"}  # the first default
+FIELDS_BATCH = {"inputs": "fields", "probe_bn": "batch"}
+# None = plain QAT; every other entry is DivQATLoss options
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "plain QAT": None,
+    "first default": FIRST,
+    "--mass non-top1": {**FIRST, "mass": "non-top1"},
+    "--lam 1 --margin 4": {**FIRST, "lam": 1.0, "margin": 4.0},
+    "probes use BN batch statistics": {**FIRST, "probe_bn": "batch"},
+    "--div-inputs fields": {**FIRST, "inputs": "fields"},
+    "--div-inputs both": {**FIRST, "inputs": "both"},
+    "fields, --lam 2": {**FIRST, "inputs": "fields", "lam": 2.0},
+    "fields, --lam 2 --anchor 3": {**FIRST, "inputs": "fields", "lam": 2.0, "anchor": 3.0},
+    "fields, --lam 2, batch BN": {**FIRST, **FIELDS_BATCH, "lam": 2.0},
+    "fields, --lam 1 --margin 4 --anchor 3, batch BN": {**FIRST, **FIELDS_BATCH, "lam": 1.0, "margin": 4.0, "anchor": 3.0},
+    "defaults": {},
+}
+COLUMNS = ("accuracy", "noise_0.1", "translate_2px", "rotate_10deg", "photo_top_share", "photo_teacher_agreement", "fidelity_soft", "fidelity_argmax")
+
+
+def measure_variant(options: dict[str, Any] | None, seed: int, teacher: torch.nn.Module, data, cfg: TrainConfig, scratch: Path) -> dict[str, float]:
+    x, y = tensors(data.train)
+    norm = Normaliser(data.mean, data.std)
+    qat = prepare_qat(teacher, cfg.backend)
+    loss = cross_entropy if options is None else DivQATLoss(**options)
+    frozen_from = max(1, cfg.qat_epochs * 3 // 4)
+    fit(
+        qat, norm(x), y, loss, cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, seed + 1, teacher=teacher,
+        shift=cfg.shift, noise=cfg.noise, desc="student", on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
+    )  # fmt: skip
+    backend = OnnxBackend(export_onnx(convert_int8(qat, cfg.backend), data.input_shape, scratch / "int8.onnx"))
+
+    def served(a: np.ndarray) -> np.ndarray:
+        return softmax(backend.logits(norm(torch.from_numpy(a)).numpy()))
+
+    test = served(data.test.x)
+    photos = natural_patches(TRANSFER_SIZE, data.input_shape, seed=TRANSFER_SEED)
+    labels = served(photos).argmax(1)
+    with torch.no_grad():
+        teacher_labels = teacher(norm(torch.from_numpy(photos))).argmax(1).numpy()
+    row = {"accuracy": accuracy(test, data.test.y), **{k: accuracy(served(v), data.test.y) for k, v in shifted(data.test.x).items()}}
+    row["photo_top_share"] = float(np.bincount(labels).max() / len(labels))
+    row["photo_teacher_agreement"] = float((labels == teacher_labels).mean())
+    queries = query_set("natural", data, 500, seed)
+    answers = served(queries)
+    for soft in (True, False):
+        thief = train_surrogate(queries, answers, soft, len(data.classes), steps=250, seed=seed)
+        row["fidelity_soft" if soft else "fidelity_argmax"] = agreement(test, thief.predict(data.test.x))
+    return row
+
+
+def teacher_for(seed: int, data, cfg: TrainConfig) -> torch.nn.Module:
+    """The fp32 teacher exactly as `train_run` trains it for this seed."""
+    x, y = tensors(data.train)
+    seed_everything(seed)
+    teacher = build_model(cfg.model, data.input_shape, len(data.classes))
+    fit(teacher, Normaliser(data.mean, data.std)(x), y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, seed, shift=cfg.shift, noise=cfg.noise, desc="teacher")
+    return teacher.eval()
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| variant | n | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 2) + "|"]
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == name]
+        cells = [f"{100 * np.mean([r[c] for r in mine]):.1f} ± {100 * np.std([r[c] for r in mine]):.1f}" for c in COLUMNS]
+        lines.append(f"| {name} | {len(mine)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", help="JSON {name: DivQAT options or null for plain QAT}; default: the docs' list")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--out", default="benchmarks/results/divqat-variants.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    variants = json.loads(args.variants) if args.variants else VARIANTS
+    cfg = TrainConfig(method="divqat")
+    data = load_dataset(cfg.dataset)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            teacher = teacher_for(seed, data, cfg)
+            for name, options in tqdm(variants.items(), desc=f"seed {seed}", unit="variant"):
+                rows.append({"variant": name, "options": options, "seed": seed, **measure_variant(options, seed, teacher, data, cfg, Path(scratch))})
+    Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
