@@ -8,6 +8,7 @@ to true int8, exported to ONNX and measured in onnxruntime. The thief is the gri
 
     python benchmarks/divqat_variants.py                       # the default variant list, seeds 0-2
     python benchmarks/divqat_variants.py --variants '{"lam2 m4": {"lam": 2, "margin": 4}}' --seeds 0
+    python benchmarks/divqat_variants.py --model lenet --variants '{"plain QAT": null, "defaults": {}}'
 """
 
 from __future__ import annotations
@@ -111,11 +112,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", help="JSON {name: DivQAT options or null for plain QAT}; default: the docs' list")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--model", default="small-cnn", help="the victim architecture (the thief stays small-cnn)")
     parser.add_argument("--out", default="benchmarks/results/divqat-variants.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     variants = json.loads(args.variants) if args.variants else VARIANTS
-    cfg = TrainConfig(method="divqat")
+    cfg = TrainConfig(method="divqat", model=args.model)
     data = load_dataset(cfg.dataset)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
