@@ -6,12 +6,13 @@
 # 1. qemu-user 10 from Debian bookworm-backports, unpacked (bookworm's qemu 7.2 segfaults on
 #    `import onnxruntime`); debootstrap --foreign arm64 bookworm with python3.11, every .deb unpacked
 #    (no arm code runs to build it, no binfmt_misc, nothing installed on this machine);
-# 2. aarch64 wheels of edgeguard[runtime]'s dependencies (pip download --platform), installed with
-#    edgeguard's own wheel into a target folder;
+# 2. aarch64 wheels of edgeguard[runtime,tflite]'s dependencies (pip download --platform; the tflite
+#    extra is ai-edge-litert), installed with edgeguard's own wheel into a target folder;
 # 3. benchmarks/aarch64/emulate.py: under -cpu cortex-a72 (Pi 4) and cortex-a76 (Pi 5), parity of every
-#    model file with x86 and `edgeguard serve` answering a real HTTP request as x86 does;
+#    model file with x86 (ONNX and TFLite) and `edgeguard serve` answering a real HTTP request as x86
+#    does, from the int8 ONNX and the int8 TFLite file;
 #    writes benchmarks/results/aarch64-parity.json.
-# Needs root (debootstrap), apt and pip. Downloads ~300 MB once into .cache/aarch64/ (gitignored);
+# Needs root (debootstrap), apt and pip. Downloads ~320 MB once into .cache/aarch64/ (gitignored);
 # a rerun reuses them and takes a few minutes. Not part of CI. Emulated timings are not Pi timings.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,7 +20,7 @@ ROOT=$PWD
 CACHE=${EDGEGUARD_AARCH64_CACHE:-$ROOT/.cache/aarch64}
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 MIRROR=http://deb.debian.org/debian
-PLATFORMS=(--platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64)
+PLATFORMS=(--platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64)   # pip does not expand these: ai-edge-litert is 2_27 only
 mkdir -p "$CACHE"
 
 say() { echo "[aarch64] $*"; }
@@ -52,15 +53,16 @@ if [ ! -x "$CACHE/rootfs/usr/bin/python3.11" ]; then
   for deb in "$CACHE"/rootfs/var/cache/apt/archives/*.deb; do dpkg -x "$deb" "$CACHE/rootfs"; done
 fi
 
-say "edgeguard[runtime] for aarch64 (cp311 wheels)"
+say "edgeguard[runtime,tflite] for aarch64 (cp311 wheels)"
 rm -rf "$CACHE/src" "$CACHE/dist" "$CACHE/site"
 mkdir -p "$CACHE/src" "$CACHE/wheels"
 cp -r pyproject.toml README.md edgeguard "$CACHE/src/"   # built out of tree: no build/ in the checkout
 quiet "$PY" -m pip wheel --no-deps --no-build-isolation -w "$CACHE/dist" "$CACHE/src"
 WHEEL=$(ls "$CACHE"/dist/edgeguard-*.whl)
 TARGET=(--only-binary=:all: "${PLATFORMS[@]}" --python-version 3.11 --implementation cp)
-quiet "$PY" -m pip download -d "$CACHE/wheels" "${TARGET[@]}" "edgeguard[runtime] @ file://$WHEEL"
-quiet "$PY" -m pip install --target "$CACHE/site" --no-index --find-links "$CACHE/wheels" "${TARGET[@]}" "edgeguard[runtime] @ file://$WHEEL"
+REQUIREMENT="edgeguard[runtime,tflite] @ file://$WHEEL"
+quiet "$PY" -m pip download -d "$CACHE/wheels" "${TARGET[@]}" "$REQUIREMENT"
+quiet "$PY" -m pip install --target "$CACHE/site" --no-index --find-links "$CACHE/wheels" "${TARGET[@]}" "$REQUIREMENT"
 ls "$CACHE/site" | grep -o '^[a-z_]*-[0-9.]*\.dist-info' | sed 's/\.dist-info//' | tr '\n' ' '; echo
 rm -rf "$CACHE/src"
 

@@ -4,11 +4,12 @@
 
 For each export (default: the default run trained for the x86 and for the qnnpack qconfig) and each
 of -cpu cortex-a72 (Raspberry Pi 4: no dot-product instructions) and cortex-a76 (Pi 5):
-1. `device.py check` under emulation: every model file against the logits computed here on x86
-   (the digits test split and 500 natural patches);
-2. `edgeguard serve` under emulation and on x86, the same POST /predict (test images and natural
-   patches) to both: the same labels, and probabilities within 1e-6 (the int8 logits are
-   bit-identical; the server's float32 softmax may differ in its last bits between x86 and NEON).
+1. `device.py check` under emulation: every model file (ONNX and TFLite, ai-edge-litert's aarch64
+   wheel) against the logits computed here on x86 (the digits test split and 500 natural patches);
+2. `edgeguard serve` under emulation and on x86, from each int8 file (--format onnx, tflite), the
+   same POST /predict (test images and natural patches) to both: the same labels, and probabilities
+   within 1e-6 (the int8 logits are bit-identical; the server's float32 softmax may differ in its
+   last bits between x86 and NEON).
 Writes benchmarks/results/aarch64-parity.json and exits 1 unless every int8 file is bit-identical
 and every served answer agrees as above. Timings under qemu measure the emulator: none are reported.
 """
@@ -75,13 +76,24 @@ def ask(port: int, key: str, body: bytes) -> Any:
     return json.loads(answer)
 
 
-def served_answer(export: Path, body: bytes, work: Path, guest: Guest | None) -> Any:
-    """The answer of `edgeguard serve` (under qemu when `guest` is given), from a fresh keys database."""
+def with_tflite(export: Path, runs: Path) -> Path:
+    """A default export cached before the TFLite exporter was installed gets its int8 .tflite now."""
+    from edgeguard.export.pipeline import export_run
+
+    if not any(e.precision == "int8" and e.format == "tflite" for e in Manifest.load(export).models):
+        export_run(runs / export.name, export.parent, int8=True, formats=("tflite",))
+    return export
+
+
+def served_answer(export: Path, body: bytes, work: Path, guest: Guest | None, format: str) -> Any:
+    """The answer of `edgeguard serve --format FORMAT` (under qemu when `guest` is given), from a fresh keys database."""
     emulated = {"python": guest.python, "env": guest.env, "timeout": 600.0} if guest else {}
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         keys = Path(tmp) / "keys.db"
         key = KeyStore(keys, create=True).add("aarch64-check")
-        with Server(export, keys, "none", SERVED, **emulated) as server:
+        server = Server(export, keys, "none", SERVED, **emulated)
+        server.args += ["--format", format]  # load_test's Server serves the default file
+        with server:
             return ask(server.port, key, body)
 
 
@@ -108,10 +120,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="cache folder for default exports and scratch files")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/aarch64-parity.json"))
     args = parser.parse_args()
-    exports = args.exports or [ensure_export(args.work / "runs", args.work / "export", backend) for backend in ("x86", "qnnpack")]
+    runs = args.work / "runs"
+    exports = args.exports or [with_tflite(ensure_export(runs, args.work / "export", backend), runs) for backend in ("x86", "qnnpack")]
     qemu_version = subprocess.run([str(args.qemu), "--version"], check=True, capture_output=True, text=True).stdout.splitlines()[0]
     report: dict[str, Any] = {
-        "what": "edgeguard[runtime] on aarch64 under qemu user-mode emulation vs this x86 machine: parity and serving, no timings",
+        "what": "edgeguard[runtime,tflite] on aarch64 under qemu user-mode emulation vs this x86 machine: parity and serving, no timings",
         "host": machine(), "qemu": qemu_version, "exports": {},
     }  # fmt: skip
     ok = True
@@ -119,22 +132,25 @@ def main() -> None:
         write_reference(export)
         ref = np.load(export / REFERENCE)
         body = predict_body(np.concatenate([ref["inputs/test"][: SERVED // 2], ref["inputs/ood"][: SERVED // 2]]))
-        x86_answer = served_answer(export, body, args.work, None)
         manifest = Manifest.load(export)
+        formats = [e.format for e in manifest.models if e.precision == "int8"]  # each int8 file is served
+        x86_answers = {f: served_answer(export, body, args.work, None, f) for f in formats}
         entry = {"quantization": manifest.entry("int8", "onnx").quantization.get("weights"), "cpus": {}}
         for cpu in CPUS:
             guest = Guest(args.qemu, args.rootfs, args.site, cpu)
             print(f"== {export.name} under qemu -cpu {cpu}")
             checked = device_check(guest, export, args.work / f"{export.name}-{cpu}.json")
-            answer = served_answer(export, body, args.work, guest)
-            served = {"items": SERVED, **compare_answers(answer, x86_answer)}
-            served["passed"] = served["labels_equal"] and served["max_abs_diff"] <= TOLERANCE
-            same = "identical" if served["identical"] else f"within {served['max_float32_ulps']} float32 ulp ({served['max_abs_diff']:.2g})"
-            print(f"edgeguard serve under {cpu}: labels {'equal' if served['labels_equal'] else 'DIFFER'}, probabilities {same} of x86's")
-            guest_machine = {k: checked["machine"].get(k) for k in ("machine", "cpu_features", "python", "numpy", "onnxruntime")}
+            served = {}
+            for f in formats:
+                s = served[f] = {"items": SERVED, **compare_answers(served_answer(export, body, args.work, guest, f), x86_answers[f])}
+                s["passed"] = s["labels_equal"] and s["max_abs_diff"] <= TOLERANCE
+                same = "identical" if s["identical"] else f"within {s['max_float32_ulps']} float32 ulp ({s['max_abs_diff']:.2g})"
+                print(f"edgeguard serve --format {f} under {cpu}: labels {'equal' if s['labels_equal'] else 'DIFFER'}, probabilities {same} of x86's")
+            keys = ("machine", "cpu_features", "python", "numpy", "onnxruntime", "ai-edge-litert")
+            guest_machine = {k: checked["machine"].get(k) for k in keys}
             entry["cpus"][cpu] = {"guest": guest_machine, "parity": checked["parity"], "serve": served}
             int8_exact = all(r["exact"] for r in checked["parity"]["models"].values() if r["precision"] == "int8")
-            ok = ok and int8_exact and served["passed"]
+            ok = ok and int8_exact and all(s["passed"] for s in served.values())
         report["exports"][manifest.name] = entry
     report["passed"] = ok
     print(f"saved {atomic_write_json(args.out, report)}; {'PASSED' if ok else 'FAILED'}")
