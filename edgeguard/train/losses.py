@@ -92,8 +92,8 @@ def probe_pass(model: nn.Module, batch_norm: str = "batch") -> Iterator[None]:
 
     - "batch": the probe batch's own statistics, as in training, with the running-statistics update
       thrown away (the buffers are swapped for copies, so the graph stays valid). Measured, this is
-      what lets the divergence reach photographs: soft-thief fidelity 23% vs 37% with "running"
-      (docs/divqat.md). Likely why: normalised by honest statistics, probe activations land outside
+      what lets the divergence reach photographs: soft-thief fidelity 23% vs 29% with "running"
+      for field probes, 20% vs 44% for mixup probes (docs/divqat.md). Likely why: normalised by honest statistics, probe activations land outside
       the int8 ranges, where fake-quant passes no gradient.
     - "running": the honest running statistics, exactly as the deployed model computes.
     """
