@@ -1,8 +1,8 @@
 """DivQAT's options side by side: honest accuracy and what a natural-image thief gets, per variant.
 
 Regenerates the table of docs/divqat.md ("Why these defaults"). Each seed's fp32 teacher is
-trained once and shared by every variant (exactly as `train_run` trains it, so the row with the
-defaults equals the grid's DivQAT victims); each variant is QAT with `fit` and its loss, converted
+trained once and shared by every variant (`train_teacher`, as `train_run` does, so the row with the
+defaults equals the grid's DivQAT victims); each variant's student is `train_student`, converted
 to true int8, exported to ONNX and measured in onnxruntime. The thief is the grid's: Knockoff with
 500 natural-patch queries, 250 steps, its seed the victim's.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,12 @@ from edgeguard.data.natural import natural_patches
 from edgeguard.data.shifts import shifted
 from edgeguard.export.onnx import export_onnx
 from edgeguard.metrics import accuracy, agreement
-from edgeguard.models import build_model
 from edgeguard.runtime import softmax
 from edgeguard.runtime.onnx import OnnxBackend
-from edgeguard.train.losses import DivQATLoss, cross_entropy
-from edgeguard.train.loop import Normaliser, fit, seed_everything
+from edgeguard.train.loop import Normaliser
 from edgeguard.train.measure import TRANSFER_SEED, TRANSFER_SIZE
-from edgeguard.train.quantize import convert_int8, freeze, prepare_qat
-from edgeguard.train.run import TrainConfig, tensors
+from edgeguard.train.quantize import convert_int8
+from edgeguard.train.run import TrainConfig, tensors, train_student, train_teacher
 
 FIRST = {"inputs": "mixup", "lam": 0.5, "anchor": 1.0, "probe_bn": "running"}  # the first default
 FIELDS_BATCH = {"inputs": "fields", "probe_bn": "batch"}
@@ -59,16 +58,10 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
 COLUMNS = ("accuracy", "noise_0.1", "translate_2px", "rotate_10deg", "photo_top_share", "photo_teacher_agreement", "fidelity_soft", "fidelity_argmax")
 
 
-def measure_variant(options: dict[str, Any] | None, seed: int, teacher: torch.nn.Module, data, cfg: TrainConfig, scratch: Path) -> dict[str, float]:
-    x, y = tensors(data.train)
+def measure_variant(cfg: TrainConfig, teacher: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, data, scratch: Path) -> dict[str, float]:
+    """x: the normalised training images (as `train_run` trains on)."""
     norm = Normaliser(data.mean, data.std)
-    qat = prepare_qat(teacher, cfg.backend)
-    loss = cross_entropy if options is None else DivQATLoss(**options)
-    frozen_from = max(1, cfg.qat_epochs * 3 // 4)
-    fit(
-        qat, norm(x), y, loss, cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, seed + 1, teacher=teacher,
-        shift=cfg.shift, noise=cfg.noise, desc="student", on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
-    )  # fmt: skip
+    qat, _ = train_student(cfg, teacher, x, y)
     backend = OnnxBackend(export_onnx(convert_int8(qat, cfg.backend), data.input_shape, scratch / "int8.onnx"))
 
     def served(a: np.ndarray) -> np.ndarray:
@@ -82,21 +75,12 @@ def measure_variant(options: dict[str, Any] | None, seed: int, teacher: torch.nn
     row = {"accuracy": accuracy(test, data.test.y), **{k: accuracy(served(v), data.test.y) for k, v in shifted(data.test.x).items()}}
     row["photo_top_share"] = float(np.bincount(labels).max() / len(labels))
     row["photo_teacher_agreement"] = float((labels == teacher_labels).mean())
-    queries = query_set("natural", data, 500, seed)
+    queries = query_set("natural", data, 500, cfg.seed)
     answers = served(queries)
     for soft in (True, False):
-        thief = train_surrogate(queries, answers, soft, len(data.classes), steps=250, seed=seed)
+        thief = train_surrogate(queries, answers, soft, len(data.classes), steps=250, seed=cfg.seed)
         row["fidelity_soft" if soft else "fidelity_argmax"] = agreement(test, thief.predict(data.test.x))
     return row
-
-
-def teacher_for(seed: int, data, cfg: TrainConfig) -> torch.nn.Module:
-    """The fp32 teacher exactly as `train_run` trains it for this seed."""
-    x, y = tensors(data.train)
-    seed_everything(seed)
-    teacher = build_model(cfg.model, data.input_shape, len(data.classes))
-    fit(teacher, Normaliser(data.mean, data.std)(x), y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, seed, shift=cfg.shift, noise=cfg.noise, desc="teacher")
-    return teacher.eval()
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -119,12 +103,16 @@ def main() -> None:
     variants = json.loads(args.variants) if args.variants else VARIANTS
     cfg = TrainConfig(method="divqat", model=args.model)
     data = load_dataset(cfg.dataset)
+    x, y = tensors(data.train)
+    x = Normaliser(data.mean, data.std)(x)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            teacher = teacher_for(seed, data, cfg)
+            seeded = replace(cfg, seed=seed)
+            teacher, _ = train_teacher(seeded, x, y, data)
             for name, options in tqdm(variants.items(), desc=f"seed {seed}", unit="variant"):
-                rows.append({"variant": name, "options": options, "seed": seed, **measure_variant(options, seed, teacher, data, cfg, Path(scratch))})
+                variant = replace(seeded, method="qat" if options is None else "divqat", method_options=options or {})
+                rows.append({"variant": name, "options": options, "seed": seed, **measure_variant(variant, teacher.eval(), x, y, data, Path(scratch))})
     Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))
     print(markdown(rows))
 

@@ -108,6 +108,26 @@ def tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(split.x), torch.from_numpy(split.y)
 
 
+def train_teacher(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, data: Dataset) -> tuple[QuantizableNet, list[float]]:
+    """The fp32 teacher on normalised inputs; returns it and its seconds per epoch."""
+    seed_everything(cfg.seed)  # the initial weights are part of what a seed fixes
+    teacher = build_model(cfg.model, data.input_shape, len(data.classes))
+    times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.noise, desc="fp32 teacher")
+    return teacher, times
+
+
+def train_student(cfg: TrainConfig, teacher: QuantizableNet, x: torch.Tensor, y: torch.Tensor) -> tuple[QuantizableNet, list[float]]:
+    """The fake-quantized student of `teacher`, trained with cfg's method (plain QAT or DivQAT)."""
+    qat = prepare_qat(teacher, cfg.backend)
+    frozen_from = max(1, cfg.qat_epochs * 3 // 4)
+    times = fit(
+        qat, x, y, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
+        teacher=teacher, shift=cfg.shift, noise=cfg.noise, desc=f"{cfg.method}",
+        on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
+    )  # fmt: skip
+    return qat, times
+
+
 def train_run(cfg: TrainConfig) -> Run:
     """Train one run end to end and write its folder (with the int8 ONNX its metrics come from)."""
     cfg.validate()
@@ -121,18 +141,9 @@ def train_run(cfg: TrainConfig) -> Run:
     norm = Normaliser(data.mean, data.std)
     x, xt = norm(x), norm(xt)
 
-    seed_everything(cfg.seed)  # the initial weights are part of what a seed fixes
-    teacher = build_model(cfg.model, data.input_shape, len(data.classes))
-    fp32_times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.noise, desc="fp32 teacher")
+    teacher, fp32_times = train_teacher(cfg, x, y, data)
     _save_model(run_dir / "teacher.pt", teacher)
-
-    qat = prepare_qat(teacher, cfg.backend)
-    frozen_from = max(1, cfg.qat_epochs * 3 // 4)
-    qat_times = fit(
-        qat, x, y, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
-        teacher=teacher, shift=cfg.shift, noise=cfg.noise, desc=f"{cfg.method}",
-        on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
-    )  # fmt: skip
+    qat, qat_times = train_student(cfg, teacher, x, y)
     _save_model(run_dir / "qat.pt", qat)
     int8 = convert_int8(qat, cfg.backend)
     onnx_path = export_onnx(int8, data.input_shape, run_dir / "int8.onnx")
