@@ -30,11 +30,12 @@ from edgeguard.data import load_dataset
 from edgeguard.data.natural import natural_patches
 from edgeguard.data.shifts import shifted
 from edgeguard.export.onnx import export_onnx
+from edgeguard.export.pipeline import TRANSFER_SEED, TRANSFER_SIZE
+from edgeguard.formats import DEFAULT, FORMATS
 from edgeguard.metrics import accuracy, agreement
 from edgeguard.runtime import softmax
 from edgeguard.runtime.onnx import OnnxBackend
-from edgeguard.train.loop import Normaliser
-from edgeguard.train.measure import TRANSFER_SEED, TRANSFER_SIZE
+from edgeguard.runtime.preprocess import Normaliser
 from edgeguard.train.quantize import convert_int8
 from edgeguard.train.run import TrainConfig, tensors, train_student, train_teacher
 
@@ -62,16 +63,16 @@ def measure_variant(cfg: TrainConfig, teacher: torch.nn.Module, x: torch.Tensor,
     """x: the normalised training images (as `train_run` trains on)."""
     norm = Normaliser(data.mean, data.std)
     qat, _ = train_student(cfg, teacher, x, y)
-    backend = OnnxBackend(export_onnx(convert_int8(qat, cfg.backend), data.input_shape, scratch / "int8.onnx"))
+    backend = OnnxBackend(export_onnx(convert_int8(qat, cfg.backend), data.input_shape, scratch / FORMATS[DEFAULT].filename("int8")))
 
     def served(a: np.ndarray) -> np.ndarray:
-        return softmax(backend.logits(norm(torch.from_numpy(a)).numpy()))
+        return softmax(backend.logits(norm(a)))
 
     test = served(data.test.x)
     photos = natural_patches(TRANSFER_SIZE, data.input_shape, seed=TRANSFER_SEED)
     labels = served(photos).argmax(1)
     with torch.no_grad():
-        teacher_labels = teacher(norm(torch.from_numpy(photos))).argmax(1).numpy()
+        teacher_labels = teacher(torch.from_numpy(norm(photos))).argmax(1).numpy()
     row = {"accuracy": accuracy(test, data.test.y), **{k: accuracy(served(v), data.test.y) for k, v in shifted(data.test.x).items()}}
     row["photo_top_share"] = float(np.bincount(labels).max() / len(labels))
     row["photo_teacher_agreement"] = float((labels == teacher_labels).mean())
@@ -103,8 +104,7 @@ def main() -> None:
     variants = json.loads(args.variants) if args.variants else VARIANTS
     cfg = TrainConfig(method="divqat", model=args.model)
     data = load_dataset(cfg.dataset)
-    x, y = tensors(data.train)
-    x = Normaliser(data.mean, data.std)(x)
+    x, y = tensors(data.train, Normaliser(data.mean, data.std))
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for seed in [int(s) for s in args.seeds.split(",")]:

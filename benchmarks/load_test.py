@@ -38,11 +38,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,9 +48,11 @@ from typing import Any
 
 import numpy as np
 import orjson
-from bench_defenses import BATCHES, STACK, machine
-from bench_defenses import median_us as bench_median_us
 
+from edgeguard.bench.defenses import BATCHES, STACK
+from edgeguard.bench.http_load import Connection, Server, http_request, infer_body, predict_body, run_async
+from edgeguard.bench.timing import machine
+from edgeguard.bench.timing import median_us as bench_median_us
 from edgeguard.defenses import parse_stack
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write_json
@@ -63,7 +61,6 @@ from edgeguard.serve.keys import KeyStore
 from edgeguard.serve.protocol import dumps
 from edgeguard.serve.service import ServeConfig, Service, default_max_body_bytes
 
-HOST = "127.0.0.1"
 BATCH = 8  # images per batched valid request
 OVERHEAD_BAR = 0.05  # a defense stack may add at most 5% to one served request's latency
 
@@ -77,23 +74,6 @@ class Case:
     status: int
     expected: np.ndarray | None = None  # defended probabilities (n, classes)
     weight: int = 1
-
-
-def http_request(path: str, body: bytes, key: str | None, content_length: int | None = None) -> bytes:
-    head = [f"POST {path} HTTP/1.1", f"Host: {HOST}", "Content-Type: application/json"]
-    if key:
-        head.append(f"X-API-Key: {key}")
-    head.append(f"Content-Length: {len(body) if content_length is None else content_length}")
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-def predict_body(x: np.ndarray) -> bytes:
-    return orjson.dumps({"inputs": x.tolist()})
-
-
-def infer_body(x: np.ndarray, name: str = "input") -> bytes:
-    tensor = {"name": name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
-    return orjson.dumps({"inputs": [tensor]})
 
 
 def build_cases(model: DeployedModel, stack: Any, key: str, rng: np.random.Generator, max_batch: int, max_body: int) -> list[Case]:
@@ -131,33 +111,6 @@ def build_cases(model: DeployedModel, stack: Any, key: str, rng: np.random.Gener
     # declared too large: the server must refuse from the header alone, before reading a byte of body
     cases.append(Case("too_large", http_request("/predict", b"", key, content_length=max_body + 1), 413))
     return cases
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection; reconnects when the server closes it (after a 413)."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def send(self, raw: bytes) -> tuple[int, bytes]:
-        if self.streams is None:
-            self.streams = await asyncio.open_connection(HOST, self.port)
-        reader, writer = self.streams
-        writer.write(raw)
-        head = await reader.readuntil(b"\r\n\r\n")
-        headers = dict(
-            line.split(b":", 1) for line in head.lower().split(b"\r\n")[1:] if b":" in line
-        )
-        body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
-        if headers.get(b"connection", b"").strip() == b"close":
-            self.close()
-        return int(head[9:12]), body
-
-    def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-            self.streams = None
 
 
 async def drive(port: int, plan: list[int], cases: list[Case], clients: int, deadline: float) -> tuple[list[tuple[int, int, bytes, int]], float]:
@@ -212,15 +165,6 @@ def check(results: list[tuple[int, int, bytes, int]], cases: list[Case], classes
     }
 
 
-def run_async(coro: Any) -> Any:
-    """uvloop when installed (as on the server): the client's own cost is part of every round trip."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
 def percentiles_us(ns: list[int]) -> dict[str, float]:
     q = np.percentile(np.asarray(ns, np.float64) / 1e3, [50, 99])
     return {"p50_us": round(float(q[0]), 1), "p99_us": round(float(q[1]), 1)}
@@ -242,55 +186,6 @@ def bare_latency(model: DeployedModel, stack: Any, x: np.ndarray, reps: int) -> 
         "onnxruntime_session_run_p50_us": median_us(lambda: session.run(None, feed)),
         "deployed_model_plus_stack_p50_us": median_us(lambda: stack(model.predict(x), x)),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`edgeguard serve` in a subprocess, stopped (SIGTERM, then SIGKILL) when the block ends.
-
-    `python` is the interpreter command (aarch64 under qemu: the emulator, its options and the guest
-    python), `env` what it needs beyond this process's environment, `timeout` how long start-up may take.
-    """
-
-    def __init__(
-        self, export: Path, keys: Path, defense: str, max_batch: int,
-        python: tuple[str, ...] = (sys.executable,), env: dict[str, str] | None = None, timeout: float = 60.0,
-    ):  # fmt: skip
-        self.port = free_port()
-        self.env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-        self.timeout = timeout
-        command = "from edgeguard.cli import main; main()"
-        self.args = [
-            *python, "-c", command, "serve", str(export), "--keys", str(keys), "--defense", defense,
-            "--host", HOST, "--port", str(self.port), "--threads", "1", "--max-batch", str(max_batch),
-        ]
-
-    def __enter__(self) -> "Server":
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise EdgeguardError(f"the server exited at start-up: {self.proc.stdout.read().strip()}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise EdgeguardError(f"the server did not start listening within {self.timeout:.0f} s")
-
-    def __exit__(self, *exc: Any) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:

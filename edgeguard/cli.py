@@ -13,6 +13,7 @@ from typing import Any, Callable
 import click
 
 from edgeguard.errors import EdgeguardError
+from edgeguard.formats import DEFAULT, FORMATS
 
 
 class EdgeguardGroup(click.Group):
@@ -62,7 +63,7 @@ def train_options(f: Callable) -> Callable:
     return functools.reduce(lambda acc, opt: opt(acc), reversed(options), f)
 
 
-DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn"}
+DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "probe_noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn"}
 
 
 def _config(**kw: Any):
@@ -80,10 +81,10 @@ def _print_train(run: Any) -> None:
     click.echo(f"run {run.dir}: accuracy fp32 {acc['fp32']:.2%}  fake-quant {acc['fake_quant']:.2%}  int8 {acc['int8']:.2%}")
 
 
-def _print_export(result: Any) -> None:
-    click.echo(f"exported to {result.folder}/ (manifest.json + model files)")
+def _print_export(folder: Path, report: list[dict[str, Any]]) -> None:
+    click.echo(f"exported to {folder}/ (manifest.json + model files)")
     click.echo(f"{'file':<18}{'size':>10}{'accuracy':>10}{'p50 b=1':>10}{'argmax=torch (test/ood)':>26}")
-    for r in result.report:
+    for r in report:
         p = r["parity"]
         click.echo(
             f"{r['file']:<18}{r['size_bytes'] / 1024:>8.1f}KB{r['accuracy']:>10.2%}{r['latency_ms_p50_batch1'] * 1e3:>8.0f}us"
@@ -103,7 +104,7 @@ def train(**kw: Any) -> None:
 @main.command()
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False))
 @click.option("--int8/--fp32", "int8", default=False, help="Export the true int8 model (default: the fp32 teacher, for comparison).")
-@click.option("--format", "formats", default="onnx", show_default=True, help="Comma-separated formats: onnx, tflite (docs/tflite.md).")
+@click.option("--format", "formats", default=DEFAULT, show_default=True, help=f"Comma-separated formats: {', '.join(FORMATS)} (docs/tflite.md).")
 @click.option("--out", default="export", show_default=True, type=click.Path(file_okay=False))
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 def export(run_dir: str | None, int8: bool, formats: str, out: str, runs_dir: str) -> None:
@@ -111,7 +112,8 @@ def export(run_dir: str | None, int8: bool, formats: str, out: str, runs_dir: st
     from edgeguard.export.pipeline import export_run
 
     run = Path(run_dir) if run_dir else _latest_run(Path(runs_dir))
-    _print_export(export_run(run, out, int8=int8, formats=tuple(f.strip() for f in formats.split(",") if f.strip())))
+    result = export_run(run, out, int8=int8, formats=tuple(f.strip() for f in formats.split(",") if f.strip()))
+    _print_export(result.folder, result.report)
 
 
 @main.command()
@@ -119,20 +121,12 @@ def export(run_dir: str | None, int8: bool, formats: str, out: str, runs_dir: st
 @click.option("--out", default="export", show_default=True, type=click.Path(file_okay=False))
 def quickstart(out: str, **kw: Any) -> None:
     """The whole pipeline on the built-in default: train, export fp32 and int8 ONNX, compare."""
-    from edgeguard.export.pipeline import export_run
-    from edgeguard.train.run import train_run
+    from edgeguard.export.pipeline import quickstart as run_quickstart
 
-    run = train_run(_config(**kw))
+    run, rows, ratio = run_quickstart(_config(**kw), out)
     _print_train(run)
-    fp32 = export_run(run.dir, out, int8=False)
-    int8 = export_run(run.dir, out, int8=True)
-    int8.report = fp32.report + int8.report
-    _print_export(int8)
-    f, q = fp32.report[0], int8.report[-1]
-    click.echo(
-        f"int8 vs fp32: size {q['size_bytes'] / f['size_bytes']:.2f}x, accuracy {100 * (q['accuracy'] - f['accuracy']):+.2f} points, "
-        f"latency {q['latency_ms_p50_batch1'] / f['latency_ms_p50_batch1']:.2f}x"
-    )
+    _print_export(Path(out) / run.dir.name, rows)
+    click.echo(f"int8 vs fp32: size {ratio['size']:.2f}x, accuracy {ratio['accuracy_points']:+.2f} points, latency {ratio['latency']:.2f}x")
 
 
 def _ints(text: str) -> list[int]:
@@ -158,34 +152,16 @@ def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, 
     """A Knockoff (random or adaptive) or JBDA thief against an exported int8 model behind a defense stack, or a running server: how good is the copy?"""
     import torch
 
-    from edgeguard.data import load_dataset
-    from edgeguard.evaluate.cells import Cell, ServedVictim, rob
-    from edgeguard.runtime import DeployedModel
+    from edgeguard.evaluate.cells import steal
 
     torch.set_num_threads(threads)
-    model = DeployedModel.load(export_dir)
-    if url is None:
-        victim = ServedVictim(model, defense)
-        label = victim.stack.spec or "none"
-    else:
-        from edgeguard.attacks.http import HttpVictim, RemoteServedVictim
-
-        if defense.strip().lower() != "none":
-            raise EdgeguardError("with --url the server applies its own defense stack; leave out --defense")
-        if not api_key:
-            raise EdgeguardError("--url needs an API key: pass --api-key or set $EDGEGUARD_API_KEY")
-        victim = RemoteServedVictim(HttpVictim(url, api_key, model.manifest.name), model)
-        label = f"served by {url}"
-    data = load_dataset(model.manifest.dataset)
-    source = "pool" if attack_name == "jbda" else source
-    row = rob(victim, data, [Cell(model.manifest.name, label, source, labels, budget, seed, attack_name)], steps)[0]
+    row = steal(export_dir, defense, url, api_key, attack_name, source, labels, budget, seed, steps)
     click.echo(
-        f"{labels}-label {attack_name} thief, {row['queries']} {source} queries vs `{row['defense']}`: fidelity {row['fidelity']:.1%}, "
+        f"{labels}-label {attack_name} thief, {row['queries']} {row['source']} queries vs `{row['label']}`: fidelity {row['fidelity']:.1%}, "
         f"surrogate accuracy {row['surrogate_accuracy']:.1%} (victim serves {row['victim_accuracy']:.1%}, mean L1 change {row['perturbation_l1']:.3f})"
     )
     if url is not None:
-        answered = victim.client.queries
-        click.echo(f"the server at {url} answered {answered} queries: {budget} for the thief, {answered - budget} for the test split")
+        click.echo(f"the server at {url} answered {row['answered']} queries: {budget} for the thief, {row['answered'] - budget} for the test split")
 
 
 @main.command()
@@ -203,20 +179,15 @@ def evaluate(out: str, seeds: str, attacks: str, budgets: str, adaptive_budgets:
     """The grid {QAT, DivQAT} x defenses x thieves (attack x query source) x {soft, argmax} x budgets x seeds. Resumable."""
     from edgeguard.defenses import parse_stack
     from edgeguard.evaluate.grid import GridSpec, run_grid
-    from edgeguard.evaluate.report import aggregate, markdown, plot, summarize_victims
-    from edgeguard.files import atomic_write_json, atomic_write_bytes, ensure_dir
+    from edgeguard.evaluate.report import save_report
+    from edgeguard.files import ensure_dir
 
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     spec = GridSpec(attacks=names, seeds=_ints(seeds), budgets=_ints(budgets), adaptive_budgets=_ints(adaptive_budgets), threads=threads, workers=workers)
     if defenses:
         spec.defenses = [parse_stack(d).spec or "none" for d in defenses]  # fail on a bad spec before any work
     folder = ensure_dir(out)
-    result = run_grid(spec, folder, Path(runs_dir), Path(export_dir))
-    rows, victims = aggregate(result["cells"]), summarize_victims(result["victims"])
-    atomic_write_json(folder / "results.json", {"victims": victims, "cells": rows})
-    atomic_write_bytes(folder / "results.md", markdown(victims, rows).encode())
-    plot(rows, folder / "fidelity.png")
-    click.echo(markdown(victims, rows))
+    click.echo(save_report(run_grid(spec, folder, Path(runs_dir), Path(export_dir)), folder))
     click.echo(f"wrote {folder}/results.json, results.md, fidelity.png")
 
 
@@ -246,7 +217,7 @@ def detect(export_dir: str, seeds: str, honest_streams: int, out: str | None) ->
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the result here as JSON, with .md and .png beside it.")
 def bench(export_dir: str, batches: str, thread_counts: str, runs: int, torch_ref: bool | None, memory: bool, out: str | None) -> None:
     """Latency, throughput, size, start-up and memory of every model of an export, side by side (ratios first)."""
-    from edgeguard.bench import bench_export, markdown, save
+    from edgeguard.bench.models import bench_export, markdown, save
 
     result = bench_export(export_dir, tuple(_ints(batches)), tuple(_ints(thread_counts)), runs, torch=torch_ref, memory=memory)
     click.echo(markdown(result))
@@ -279,7 +250,7 @@ KEYS_DB = click.option(
 @click.option("--max-batch", default=64, show_default=True, type=click.IntRange(1), help="Most items one request may hold.")
 @click.option("--max-body-bytes", type=click.IntRange(1), help="Largest request body (default: enough for --max-batch inputs).")
 @click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "fp32"]))
-@click.option("--format", "format_", default="onnx", show_default=True, type=click.Choice(["onnx", "tflite"]), help="Model file to serve (needs its runtime backend).")
+@click.option("--format", "format_", default=DEFAULT, show_default=True, type=click.Choice(list(FORMATS)), help="Model file to serve (needs its runtime backend).")
 @click.option("--on-flag", default="log", show_default=True, help='What a key the monitor flags gets: log, label-only, slow, block, or a defense stack spec (docs/detection.md).')
 def serve_command(export_folder: str, db: str, host: str, port: int, format_: str, **kw: Any) -> None:
     """Answer queries over HTTP (Open Inference Protocol v2 + /predict) behind API keys and budgets."""

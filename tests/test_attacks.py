@@ -109,7 +109,7 @@ def tiny_grid(default_run, default_export, tmp_path):
     (exports / "digits-small-cnn-qat-s0").symlink_to(default_export[0])
 
     def run(attacks, out="out", workers=1):
-        spec = grid.GridSpec(victims=[grid.Victim("qat", "qat")], defenses=["none"], attacks=attacks, labels=["argmax"], budgets=[40, 60], adaptive_budgets=[60], seeds=[0], thief_steps=5, workers=workers)
+        spec = grid.GridSpec(victims=[grid.VictimRecipe("qat", "qat")], defenses=["none"], attacks=attacks, labels=["argmax"], budgets=[40, 60], adaptive_budgets=[60], seeds=[0], thief_steps=5, workers=workers)
         return grid.run_grid(spec, tmp_path / out, runs, exports)["cells"]
 
     return run

@@ -92,6 +92,7 @@ def jbda_theft(victim: Victim, data: Dataset, budget: int, soft: bool, seed: int
         if len(x) >= budget:
             return substitute
         inputs = torch.from_numpy(x).requires_grad_(True)
-        logits = substitute.model.eval()(substitute.norm(inputs))
+        norm = substitute.norm  # the same arithmetic as runtime.preprocess, on a tensor that carries gradients
+        logits = substitute.model.eval()((inputs - torch.from_numpy(norm.mean)) / torch.from_numpy(norm.std))
         logits.gather(1, torch.from_numpy(y.argmax(1))[:, None]).sum().backward()
         new = np.clip(x + lam * np.sign(inputs.grad.numpy()), 0.0, 1.0).astype(np.float32)

@@ -13,7 +13,7 @@ from edgeguard.attacks.knockoff import ask
 from edgeguard.attacks.sources import ATTACK_SOURCES, query_set
 from edgeguard.attacks.surrogate import train_surrogate
 from edgeguard.attacks.victim import CountingVictim
-from edgeguard.data import Dataset
+from edgeguard.data import Dataset, load_dataset
 from edgeguard.defenses import parse_stack
 from edgeguard.errors import EdgeguardError
 from edgeguard.metrics import accuracy, agreement
@@ -113,3 +113,31 @@ def rob(victim: ServedVictim, data: Dataset, cells: list[Cell], steps: int = 250
             "fidelity": agreement(served_test, stolen),
         })  # fmt: skip
     return rows
+
+
+def steal(
+    export_dir: str, defense: str = "none", url: str | None = None, api_key: str | None = None, attack: str = "knockoff",
+    source: str = "natural", labels: str = "soft", budget: int = 500, seed: int = 0, steps: int = 250,
+) -> dict[str, Any]:  # fmt: skip
+    """One thief against an export behind a defense stack, or against a running server of that export.
+
+    JBDA always starts from pool seeds. The row is `rob`'s, plus `label` (what was robbed) and, for a
+    server, `answered`: every query it answered, the thief's and the test split's.
+    """
+    model = DeployedModel.load(export_dir)
+    if url is None:
+        victim: Any = ServedVictim(model, defense)
+        label = victim.stack.spec or "none"
+    else:
+        from edgeguard.attacks.http import HttpVictim, RemoteServedVictim
+
+        if defense.strip().lower() != "none":
+            raise EdgeguardError("with --url the server applies its own defense stack; leave out --defense")
+        if not api_key:
+            raise EdgeguardError("--url needs an API key: pass --api-key or set $EDGEGUARD_API_KEY")
+        victim = RemoteServedVictim(HttpVictim(url, api_key, model.manifest.name), model)
+        label = f"served by {url}"
+    source = "pool" if attack == "jbda" else source
+    data = load_dataset(model.manifest.dataset)
+    row = rob(victim, data, [Cell(model.manifest.name, label, source, labels, budget, seed, attack)], steps)[0]
+    return {**row, "label": label, **({"answered": victim.client.queries} if url else {})}

@@ -6,7 +6,7 @@ of the query that raised the flag, or None. Streams, all seeded:
 - honest, "test": the test split in a random order; "test/<shift>": the same under a benign shift;
 - honest, "honest-2000": HONEST_QUERIES queries drawn with replacement from test + pool, each left
   clean or given a random benign shift (`data.shifts.random_shifts`): a user who photographs the
-  same digits again, under a slightly different camera. Calibration (`export.calibrate`, seed 0)
+  same digits again, under a slightly different camera. Calibration (`export.monitor_thresholds`, seed 0)
   fits its thresholds on the same images; these streams use seeds from HONEST_SEED on;
 - thieves: "knockoff" (natural photo patches, `query_set("natural")`), "pool" (the attacker pool in
   a random order, then translated copies, `query_set("pool")`), "jbda" (`attacks.jbda`: seeds, then

@@ -23,12 +23,15 @@ from edgeguard.data import Dataset, load_dataset
 from edgeguard.errors import EdgeguardError
 from edgeguard.evaluate.cells import Cell, ServedVictim, rob
 from edgeguard.evaluate.store import CellStore
-from edgeguard.manifest import MANIFEST
+from edgeguard.manifest import Manifest
 from edgeguard.runtime import DeployedModel
 
 
 @dataclass
-class Victim:
+class VictimRecipe:
+    """How a victim is trained (its name in the grid, the method and its options), not how it answers
+    (that is attacks.victim.Victim, the query protocol)."""
+
     name: str
     method: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -38,7 +41,7 @@ class Victim:
 class GridSpec:
     dataset: str = "digits"
     model: str = "small-cnn"
-    victims: list[Victim] = field(default_factory=lambda: [Victim("qat", "qat"), Victim("divqat", "divqat")])
+    victims: list[VictimRecipe] = field(default_factory=lambda: [VictimRecipe("qat", "qat"), VictimRecipe("divqat", "divqat")])
     defenses: list[str] = field(default_factory=lambda: ["none", "reverse_sigmoid(beta=1.0,gamma=0.2)"])
     attacks: list[str] = field(default_factory=lambda: ["knockoff", "knockoff-adaptive", "jbda"])
     sources: list[str] = field(default_factory=lambda: ["pool", "natural"])
@@ -61,7 +64,7 @@ class GridSpec:
         return self.budgets if attack == "knockoff" else self.adaptive_budgets
 
 
-def groups(spec: GridSpec) -> list[tuple[Victim, list[Cell]]]:
+def groups(spec: GridSpec) -> list[tuple[VictimRecipe, list[Cell]]]:
     """The grid's cells in groups robbed together (one victim, seed, defense, attack and source each).
 
     An attack meets only the sources it can start from (`ATTACK_SOURCES`: JBDA its pool seeds,
@@ -75,8 +78,12 @@ def groups(spec: GridSpec) -> list[tuple[Victim, list[Cell]]]:
     return out
 
 
-def prepare_victim(spec: GridSpec, victim: Victim, seed: int, runs_dir: Path, export_dir: Path) -> tuple[Path, dict]:
-    """Train and export one victim unless a finished run and export already exist."""
+def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Path, export_dir: Path) -> tuple[Path, dict]:
+    """Train and export one victim unless a finished run and export already exist.
+
+    Returns the export folder and the victim's record: the run's metrics, and what export measured
+    on the int8 file the thieves query (`verified`).
+    """
     from edgeguard.export.pipeline import export_run
     from edgeguard.train.run import TrainConfig, load_run, train_run
 
@@ -88,9 +95,12 @@ def prepare_victim(spec: GridSpec, victim: Victim, seed: int, runs_dir: Path, ex
         cfg = TrainConfig(dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options, seed=seed, threads=spec.threads, runs_dir=str(runs_dir), name=name)
         run = train_run(cfg)
     folder = export_dir / name
-    if not (folder / MANIFEST).exists() or not (folder / "model.int8.onnx").exists():
+    try:
+        entry = Manifest.load(folder).entry("int8")
+    except EdgeguardError:  # not exported yet, or without its int8 model
         folder = export_run(run_dir, export_dir, int8=True).folder
-    return folder, run.metrics
+        entry = Manifest.load(folder).entry("int8")
+    return folder, {**run.metrics, "verified": entry.verified}
 
 
 def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The monitor's thresholds: fitted at export on honest data, stored with the model file in the manifest.
 
 They belong to one model file (an fp32 and an int8 file score the same query differently), so they
-live in that file's manifest entry (`ModelEntry.monitor`), written by `edgeguard.export.calibrate`
+live in that file's manifest entry (`ModelEntry.monitor`), written by `edgeguard.export.monitor_thresholds`
 and read by `edgeguard serve`. The window sizes travel with the thresholds because each threshold
 was fitted for its window.
 """

@@ -4,7 +4,7 @@ Why it works: an honest client's queries are natural images, and the distance fr
 its nearest earlier query of the same predicted class is roughly normally distributed. A synthetic
 thief (JBDA: x + lam * sign(gradient)) sends many queries a small fixed step from an earlier one,
 which puts a spike into that distribution; the Shapiro-Wilk W of the distances drops below a
-threshold delta calibrated on honest data (`edgeguard.export.calibrate`).
+threshold delta calibrated on honest data (`edgeguard.export.monitor_thresholds`).
 
 Algorithm 1 of the paper, per key: for a query x predicted class c, with G_c the class's growing set,
     d = min over y in G_c of ||x - y||_2, appended to the key's distances D;

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeguard.serve.keys import Checkpointer
-from edgeguard.serve.metrics import CONTENT_TYPE
+from edgeguard.serve.prometheus import CONTENT_TYPE
 from edgeguard.serve.protocol import ClientError, dumps
 from edgeguard.serve.service import Service
 

@@ -25,17 +25,16 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeguard.defenses import parse_stack
+from edgeguard.formats import DEFAULT, FORMATS
 from edgeguard.monitor import Monitor, MonitorConfig
 from edgeguard.runtime import DeployedModel
 from edgeguard.serve.keys import KeyRecord, KeyStore, utc_day, utc_now
-from edgeguard.serve.metrics import Metrics
 from edgeguard.serve.policy import SLOW_RATE, FlagPolicy
 from edgeguard.serve.predictor import Answer, Predictor
+from edgeguard.serve.prometheus import Metrics
 from edgeguard.serve.protocol import ClientError, InputSpec, parse_infer, parse_predict, v2_tensor
 from edgeguard.serve.ratelimit import RateLimiter
 
-# v2 metadata's platform names (KServe's for ONNX); any other format names itself
-PLATFORMS = {"onnx": "onnxruntime_onnx"}
 log = logging.getLogger("edgeguard.serve")
 
 
@@ -57,7 +56,7 @@ class ServeConfig:
     max_body_bytes: int | None = None
     threads: int = 1
     precision: str = "int8"
-    format: str = "onnx"
+    format: str = DEFAULT
     on_flag: str = "log"  # what happens to a key the monitor flags (serve.policy)
 
 
@@ -204,7 +203,7 @@ class Service:
         model = self.predictor.model
         return {
             "name": self.name,
-            "platform": PLATFORMS.get(model.entry.format, model.entry.format),
+            "platform": FORMATS[model.entry.format].platform,
             "inputs": [{"name": self.spec.name, "datatype": "FP32", "shape": [-1, *self.spec.shape]}],
             "outputs": self.outputs,
             "classes": list(model.manifest.classes),

@@ -13,17 +13,6 @@ from tqdm.auto import tqdm
 from edgeguard.train.losses import Loss
 
 
-class Normaliser:
-    """(x - mean) / std per channel; the deployed model applies the same from its manifest."""
-
-    def __init__(self, mean: list[float], std: list[float]):
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
 def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -43,7 +32,8 @@ def random_shift(x: torch.Tensor, pixels: int, gen: torch.Generator) -> torch.Te
 
 
 def augment(x: torch.Tensor, shift: int, noise: float, gen: torch.Generator) -> torch.Tensor:
-    """Honest-input augmentation: small translations and pixel noise of a random strength up to `noise`.
+    """Honest-input augmentation: small translations and pixel noise of a random strength up to `noise`
+    (TrainConfig.augment_noise; not DivQAT's probe_noise, which shapes its off-manifold probes).
 
     The noise part matters for DivQAT: a model taught to diverge on noisy off-manifold inputs must
     still learn that an honest, slightly noisy image is not one of them.

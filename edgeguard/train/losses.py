@@ -12,8 +12,8 @@ from typing import Iterator, Optional, Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.ao.quantization import FakeQuantizeBase, disable_observer
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class Loss(Protocol):
@@ -130,27 +130,27 @@ class DivQATLoss:
 
     def __init__(
         self, lam: float = 2.0, temperature: float = 1.0, margin: float = 2.0, direction: str = "reverse",
-        inputs: str = "fields", mass: str = "full", noise: float = 1.0, smooth: int = 4, anchor: float = 3.0,
+        inputs: str = "fields", mass: str = "full", probe_noise: float = 1.0, smooth: int = 4, anchor: float = 3.0,
         probe_bn: str = "batch",
     ):  # fmt: skip
         checks = (("direction", direction, DIRECTIONS), ("inputs", inputs, INPUTS), ("mass", mass, MASSES), ("probe_bn", probe_bn, BATCH_NORMS))
         for name, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"DivQAT {name} must be one of {', '.join(valid)}, got '{value}'")
-        if lam < 0 or temperature <= 0 or margin <= 0 or noise < 0 or smooth < 1 or anchor < 0:
-            raise ValueError("DivQAT needs lam >= 0, temperature > 0, margin > 0, noise >= 0, smooth >= 1, anchor >= 0")
+        if lam < 0 or temperature <= 0 or margin <= 0 or probe_noise < 0 or smooth < 1 or anchor < 0:
+            raise ValueError("DivQAT needs lam >= 0, temperature > 0, margin > 0, probe_noise >= 0, smooth >= 1, anchor >= 0")
         self.lam, self.temperature, self.margin, self.direction = lam, temperature, margin, direction
-        self.inputs, self.mass, self.noise, self.smooth, self.anchor = inputs, mass, noise, smooth, anchor
+        self.inputs, self.mass, self.probe_noise, self.smooth, self.anchor = inputs, mass, probe_noise, smooth, anchor
         self.probe_bn = probe_bn
 
     def probe_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Off-manifold inputs made from the batch: mixups, random fields, or half of each."""
         if self.inputs == "mixup":
-            return mixup_noise(x, self.noise, self.smooth)
+            return mixup_noise(x, self.probe_noise, self.smooth)
         if self.inputs == "fields":
             return random_fields(x)
         half = len(x) // 2
-        return torch.cat([mixup_noise(x[:half], self.noise, self.smooth), random_fields(x[half:])])
+        return torch.cat([mixup_noise(x[:half], self.probe_noise, self.smooth), random_fields(x[half:])])
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, student: nn.Module, teacher: Optional[nn.Module]) -> torch.Tensor:
         if teacher is None:

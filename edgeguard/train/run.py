@@ -1,7 +1,8 @@
 """A training run: fp32 teacher -> QAT student (plain or DivQAT) -> true int8, in a run folder.
 
 The run folder holds `config.json`, `teacher.pt` (fp32), `qat.pt` (the fake-quantized student)
-and `metrics.json`. Everything downstream (export, attacks) rebuilds models from it.
+and `metrics.json` (torch-side numbers). Training stops there: `edgeguard export` alone writes model
+files and measures them (export/pipeline.py); everything downstream rebuilds models from the folder.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write, atomic_write_json, ensure_dir, read_json
 from edgeguard.models import MODELS, build_model
 from edgeguard.models.blocks import QuantizableNet
-from edgeguard.train.loop import Normaliser, accuracy, fit, seed_everything
-from edgeguard.export.onnx import export_onnx
+from edgeguard.runtime.preprocess import Normaliser
+from edgeguard.train.loop import accuracy, fit, seed_everything
 from edgeguard.train.losses import DivQATLoss, Loss, cross_entropy
-from edgeguard.train.measure import measure_int8
 from edgeguard.train.quantize import convert_int8, freeze, prepare_qat, qat_qconfig
 
 METHODS = ("qat", "divqat")
@@ -41,7 +41,7 @@ class TrainConfig:
     lr: float = 2e-3
     qat_lr: float = 5e-4
     shift: int = 2  # augmentation: random translation in pixels
-    noise: float = 0.5  # augmentation: pixel noise up to this std (in normalised units)
+    augment_noise: float = 0.5  # augmentation: pixel noise up to this std (in normalised units)
     threads: int = 1  # more only on an otherwise idle machine: oversubscribed threads run 10-20x slower
     data_dir: str = "data"
     download: bool = False
@@ -104,15 +104,16 @@ def _load_state(path: Path) -> dict:
         raise EdgeguardError(f"checkpoint '{path}' is corrupt or not a state dict ({type(e).__name__}); train the run again") from e
 
 
-def tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(split.x), torch.from_numpy(split.y)
+def tensors(split, norm: Normaliser) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's normalised images and labels: the deployed contract (manifest) is what training sees."""
+    return torch.from_numpy(norm(split.x)), torch.from_numpy(split.y)
 
 
 def train_teacher(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, data: Dataset) -> tuple[QuantizableNet, list[float]]:
     """The fp32 teacher on normalised inputs; returns it and its seconds per epoch."""
     seed_everything(cfg.seed)  # the initial weights are part of what a seed fixes
     teacher = build_model(cfg.model, data.input_shape, len(data.classes))
-    times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.noise, desc="fp32 teacher")
+    times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.augment_noise, desc="fp32 teacher")
     return teacher, times
 
 
@@ -122,31 +123,28 @@ def train_student(cfg: TrainConfig, teacher: QuantizableNet, x: torch.Tensor, y:
     frozen_from = max(1, cfg.qat_epochs * 3 // 4)
     times = fit(
         qat, x, y, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
-        teacher=teacher, shift=cfg.shift, noise=cfg.noise, desc=f"{cfg.method}",
+        teacher=teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"{cfg.method}",
         on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
     )  # fmt: skip
     return qat, times
 
 
 def train_run(cfg: TrainConfig) -> Run:
-    """Train one run end to end and write its folder (with the int8 ONNX its metrics come from)."""
+    """Train one run end to end and write its folder; its metrics are torch's (export measures the files)."""
     cfg.validate()
     torch.set_num_threads(cfg.threads)
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
     run_dir = ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
     atomic_write_json(run_dir / "config.json", asdict(cfg))
-    x, y = tensors(data.train)
-    xt, yt = tensors(data.test)
-    # normalisation is part of the deployed contract (manifest), so training sees normalised inputs
     norm = Normaliser(data.mean, data.std)
-    x, xt = norm(x), norm(xt)
+    x, y = tensors(data.train, norm)
+    xt, yt = tensors(data.test, norm)
 
     teacher, fp32_times = train_teacher(cfg, x, y, data)
     _save_model(run_dir / "teacher.pt", teacher)
     qat, qat_times = train_student(cfg, teacher, x, y)
     _save_model(run_dir / "qat.pt", qat)
     int8 = convert_int8(qat, cfg.backend)
-    onnx_path = export_onnx(int8, data.input_shape, run_dir / "int8.onnx")
 
     metrics = {
         "dataset": cfg.dataset,
@@ -164,7 +162,6 @@ def train_run(cfg: TrainConfig) -> Run:
             "fake_quant": accuracy(qat, xt, yt),
             "int8": accuracy(int8, xt, yt),
         },
-        "int8": measure_int8(teacher, onnx_path, data, norm),
         "seconds_per_epoch": {"fp32": median(fp32_times), cfg.method: median(qat_times)},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
