@@ -43,6 +43,7 @@ class Manifest:
     mean: list[float]  # per channel, applied to inputs in [0, 1]
     std: list[float]
     classes: list[str]
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # how an image file becomes an input (runtime.preprocess.ImageSpec)
     models: list[ModelEntry] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

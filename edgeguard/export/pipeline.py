@@ -32,6 +32,7 @@ from edgeguard.metrics import accuracy
 from edgeguard.metrics import compare as compare_probabilities
 from edgeguard.runtime import DeployedModel, softmax
 from edgeguard.runtime.parity import compare, parity_inputs
+from edgeguard.runtime.preprocess import ImageSpec
 from edgeguard.train.quantize import describe
 from edgeguard.train.run import Run, TrainConfig, load_run, train_run
 
@@ -63,6 +64,7 @@ def _manifest(run: Run, folder: Path) -> Manifest:
     fresh = Manifest(
         name=run.dir.name, dataset=run.config.dataset, model=run.config.model,
         input_shape=m["input_shape"], mean=m["mean"], std=m["std"], classes=m["classes"],
+        preprocessing=ImageSpec.from_manifest(m.get("preprocessing", {}), m["input_shape"]).to_manifest(),
         versions=_versions(), extra={"method": run.config.method, "run": str(run.dir)},
     )  # fmt: skip
     if not (folder / MANIFEST).exists():

@@ -17,7 +17,7 @@ from edgeguard.errors import EdgeguardError
 from edgeguard.files import sha256_file
 from edgeguard.formats import DEFAULT, get_format
 from edgeguard.manifest import Manifest, ModelEntry
-from edgeguard.runtime.preprocess import Normaliser
+from edgeguard.runtime.preprocess import ImageSpec, Normaliser
 
 
 class Backend(Protocol):
@@ -42,6 +42,7 @@ class DeployedModel:
 
     def __post_init__(self) -> None:
         self.normalise = Normaliser(self.manifest.mean, self.manifest.std)  # built once: it runs on every request
+        self.image_spec = ImageSpec.from_manifest(self.manifest.preprocessing, self.manifest.input_shape)
 
     @classmethod
     def load(cls, folder: str | Path, precision: str = "int8", format: str = DEFAULT, threads: int = 1) -> "DeployedModel":
