@@ -259,6 +259,28 @@ def serve_command(export_folder: str, db: str, host: str, port: int, format_: st
     serve(ServeConfig(folder=export_folder, keys=db, format=format_, **kw), host=host, port=port, echo=click.echo)
 
 
+@main.command("predict")
+@click.argument("target")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--api-key", envvar="EDGEGUARD_API_KEY", help="API key when TARGET is a URL (default: $EDGEGUARD_API_KEY).")
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1), help="Classes shown per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "fp32"]), help="Model file of a local export.")
+@click.option("--format", "format_", default=DEFAULT, show_default=True, type=click.Choice(list(FORMATS)), help="Model file of a local export.")
+def predict_command(target: str, images: tuple[str, ...], api_key: str | None, top_k: int, as_json: bool, precision: str, format_: str) -> None:
+    """Top classes of image files or folders (recursive): TARGET is an export folder (local runtime) or an edgeguard serve URL."""
+    import json
+
+    from edgeguard.predict import predict_files, render
+
+    progress = any(Path(p).is_dir() for p in images)
+    result = predict_files(target, images, api_key, top_k, precision, format_, progress=progress)
+    click.echo(json.dumps(result, indent=2) if as_json else render(result))
+    failed = sum("error" in r for r in result["files"])
+    if failed:
+        raise EdgeguardError(f"{failed} of {len(result['files'])} files could not be read")
+
+
 @main.group("keys")
 def keys_group() -> None:
     """Create, list, revoke and un-flag the API keys of `edgeguard serve` (stored hashed, with budgets)."""

@@ -2,9 +2,10 @@
 
 Routes (docs/serving.md has examples):
     GET  /v2/health/live, /v2/health/ready, /v2/models/{name}/ready   no key
+    GET  /v2                                                           server metadata + model name, no key
     GET  /v2/models/{name}                                             metadata
     POST /v2/models/{name}/infer                                       Open Inference Protocol (v2)
-    POST /predict                                                      {"inputs": nested array}
+    POST /predict                                                      {"inputs": nested array} or image files
     GET  /metrics                                                      Prometheus text, no key
 
 Endpoints run on the event loop itself, not in a thread pool: a query on these models takes tens of
@@ -62,7 +63,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def too_large(limit: int) -> ClientError:
     """413, closing the connection: the rest of the body is not worth reading."""
     return ClientError(
-        413, "too_large", f"the body may be at most {limit} bytes (enough for the largest batch this server accepts); send fewer items",
+        413, "too_large", f"the body may be at most {limit} bytes (--max-body-bytes); send fewer items or smaller files",
         {"Connection": "close"},
     )
 
@@ -77,6 +78,9 @@ def create_app(service: Service) -> Starlette:
     async def model_ready(request: Request) -> Response:
         service.check_model(request.path_params["name"])
         return json_response({"name": service.name, "ready": True})
+
+    async def server_metadata(request: Request) -> Response:
+        return json_response(service.server_metadata())
 
     async def metadata(request: Request) -> Response:
         service.authenticate(api_key(request))
@@ -93,7 +97,8 @@ def create_app(service: Service) -> Starlette:
     async def predict(request: Request) -> Response:
         caller = service.authenticate(api_key(request))
         body = await read_body(request, service.max_body_bytes)
-        return json_response(service.predict(caller, body), background=BackgroundTask(watch))
+        content_type = request.headers.get("content-type")
+        return json_response(service.predict(caller, body, content_type), background=BackgroundTask(watch))
 
     async def metrics(request: Request) -> Response:
         return Response(service.render_metrics(), media_type=CONTENT_TYPE)
@@ -116,6 +121,7 @@ def create_app(service: Service) -> Starlette:
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2/models/{name}/ready", model_ready),
+        Route("/v2", server_metadata),
         Route("/v2/models/{name}", metadata),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/predict", predict, methods=["POST"]),

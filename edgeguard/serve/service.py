@@ -3,13 +3,18 @@
 The order of the checks is the security argument:
 1. the key (401 missing or unknown, 403 revoked, out of budget, or flagged under `--on-flag block`):
    strangers learn nothing else;
-2. the request itself (4xx): a malformed request never reaches the model and costs no budget;
+2. the request itself (4xx): its size, its form and its item count (image files are counted, not yet
+   decoded); a malformed request never reaches the model and costs no budget;
 3. the rate limit (429 + Retry-After; a flagged key's is SLOW_RATE under `--on-flag slow`): refused
    requests take no budget either;
-4. the charge: every item of the batch reserved atomically in the keys database, and committed,
-   before any answer is computed, so a crash can lose an answer but never a count;
-5. the model, the defense stack (then a flagged key's policy stack) and the deployment's output form;
-6. after the answer is sent, the monitor (edgeguard.monitor) sees the key's queries and may flag the
+4. image files decoded by the model's `ImageSpec` (400, 413 for a decompression bomb refused from its
+   header, 415): after the rate limit, so a key cannot make the server decode faster than its rate,
+   and before the charge, so a bad file costs nothing and one bad file refuses its batch whole;
+5. the charge: every item of the batch reserved atomically in the keys database, and committed,
+   before any answer is computed, so a crash can lose an answer but never a count: a key pays for
+   exactly the images that were answered;
+6. the model, the defense stack (then a flagged key's policy stack) and the deployment's output form;
+7. after the answer is sent, the monitor (edgeguard.monitor) sees the key's queries and may flag the
    key, which the keys database keeps until an operator clears it (`watch`).
 """
 
@@ -24,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeguard import __version__
 from edgeguard.defenses import parse_stack
 from edgeguard.formats import DEFAULT, FORMATS
 from edgeguard.monitor import Monitor, MonitorConfig
@@ -32,15 +38,19 @@ from edgeguard.serve.keys import KeyRecord, KeyStore, utc_day, utc_now
 from edgeguard.serve.policy import SLOW_RATE, FlagPolicy
 from edgeguard.serve.predictor import Answer, Predictor
 from edgeguard.serve.prometheus import Metrics
-from edgeguard.serve.protocol import ClientError, InputSpec, parse_infer, parse_predict, v2_tensor
+from edgeguard.serve.protocol import Batch, ClientError, ImageFiles, InputSpec, decode, parse_infer, parse_predict, v2_tensor
 from edgeguard.serve.ratelimit import RateLimiter
 
 log = logging.getLogger("edgeguard.serve")
 
 
+FILES_BODY_BYTES = 32 * 1024 * 1024  # room for a few camera photos, whatever the model's input size
+
+
 def default_max_body_bytes(input_shape: tuple[int, ...], max_batch: int) -> int:
-    """Room for max_batch inputs written with 24 bytes per number (a float32 in full, a comma, a space)."""
-    return max_batch * math.prod(input_shape) * 24 + 4096
+    """Room for max_batch inputs written with 24 bytes per number (a float32 in full, a comma, a space),
+    and at least for FILES_BODY_BYTES of image files (a 28x28 model's JSON room is 1.2 MB: one photo)."""
+    return max(max_batch * math.prod(input_shape) * 24 + 4096, FILES_BODY_BYTES)
 
 
 @dataclass(frozen=True)
@@ -132,10 +142,11 @@ class Service:
         if name != self.name:
             raise ClientError(404, "not_found", f"no model named '{name}' here; this server serves '{self.name}'")
 
-    def answer(self, caller: Caller, x: np.ndarray) -> Answer:
-        """Rate-limit, charge every item, then answer: (n, C, H, W) validated -> the served outputs."""
+    def answer(self, caller: Caller, batch: Batch) -> Answer:
+        """Rate-limit, decode image files, charge every item, then answer: (n, C, H, W) validated or
+        n files -> the served outputs."""
         self.watch()  # whatever an earlier request left, if the app did not run it after its response
-        n, record = len(x), caller.record
+        n, record = len(batch), caller.record
         flagged = record.flagged is not None
         rate, burst = (min(record.rate or SLOW_RATE, SLOW_RATE), 1) if flagged and self.policy.slow else (record.rate, record.burst)
         wait = self.limiter.admit(record.name, n, rate, burst)
@@ -145,6 +156,7 @@ class Service:
                 f"API key '{record.name}' may send {rate:g} items per second (bursts of {burst}); retry in {wait:.2f} s",
                 {"Retry-After": str(max(1, math.ceil(wait)))},
             )
+        x = decode(batch, self.predictor.model.image_spec) if isinstance(batch, ImageFiles) else batch
         if not self.store.charge(caller.key, n, caller.day):
             latest = self.store.lookup(caller.key)
             refusal = latest.refusal(n, caller.day) if latest else None  # None only if another process raced a change in
@@ -179,8 +191,9 @@ class Service:
                 self.store.flag(name, str(flag))
                 log.warning("edgeguard serve: API key '%s' flagged as a likely extraction client (%s); on flag: %s", name, flag, self.policy.name)
 
-    def predict(self, caller: Caller, body: bytes) -> dict[str, Any]:
-        answer = self.answer(caller, parse_predict(body, self.spec))
+    def predict(self, caller: Caller, body: bytes, content_type: str | None = None) -> dict[str, Any]:
+        """/predict: JSON pixels, or image files by `content_type` (protocol.parse_predict)."""
+        answer = self.answer(caller, parse_predict(body, content_type, self.spec))
         classes = self.predictor.model.manifest.classes
         return {name: value.tolist() for name, value in answer.tensors.items()} | {
             "labels": [classes[i] for i in answer.top1]
@@ -196,6 +209,11 @@ class Service:
             reply["id"] = request.id
         reply["outputs"] = [v2_tensor(n, answer.tensors[n]) for n in wanted]
         return reply
+
+    def server_metadata(self) -> dict[str, Any]:
+        """Open Inference Protocol server metadata, plus the served model's name: how a client that has
+        only the URL finds the model (the name is no secret: a wrong one's 404 says it too)."""
+        return {"name": "edgeguard", "version": __version__, "extensions": [], "models": [self.name]}
 
     def metadata(self, name: str) -> dict[str, Any]:
         """What a client needs to query: shapes, classes, output form; never the defense parameters."""
