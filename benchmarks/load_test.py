@@ -34,7 +34,6 @@ so that on a 2-core machine the load generator costs less CPU than the server it
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import importlib.metadata
 import json
@@ -50,7 +49,7 @@ import numpy as np
 import orjson
 
 from edgeguard.bench.defenses import BATCHES, STACK
-from edgeguard.bench.http_load import Connection, Server, http_request, infer_body, predict_body, run_async
+from edgeguard.bench.http_load import Connection, Server, drive, http_request, infer_body, percentiles_us, predict_body, run_async
 from edgeguard.bench.timing import machine
 from edgeguard.bench.timing import median_us as bench_median_us
 from edgeguard.defenses import parse_stack
@@ -113,26 +112,6 @@ def build_cases(model: DeployedModel, stack: Any, key: str, rng: np.random.Gener
     return cases
 
 
-async def drive(port: int, plan: list[int], cases: list[Case], clients: int, deadline: float) -> tuple[list[tuple[int, int, bytes, int]], float]:
-    """Send cases[plan[i]] for every i from `clients` connections; returns (case, status, body, ns) and seconds."""
-    results: list[tuple[int, int, bytes, int]] = []
-    queue = iter(plan)
-
-    async def client() -> None:
-        conn = Connection(port)
-        for index in queue:  # a shared iterator: each request goes to whichever client is free
-            if time.monotonic() > deadline:
-                break
-            start = time.perf_counter_ns()
-            status, body = await conn.send(cases[index].raw)
-            results.append((index, status, body, time.perf_counter_ns() - start))
-        conn.close()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return results, time.perf_counter() - start
-
-
 def check(results: list[tuple[int, int, bytes, int]], cases: list[Case], classes: list[str]) -> dict[str, Any]:
     """Statuses as expected, every 200 answer equal to the local defended model's."""
     wrong_status, wrong_answer, statuses = [], 0, {}
@@ -163,11 +142,6 @@ def check(results: list[tuple[int, int, bytes, int]], cases: list[Case], classes
         "valid_answers_checked": sum(1 for i, s, _, _ in results if cases[i].expected is not None and s == 200),
         "valid_answers_differing_from_local": wrong_answer,
     }
-
-
-def percentiles_us(ns: list[int]) -> dict[str, float]:
-    q = np.percentile(np.asarray(ns, np.float64) / 1e3, [50, 99])
-    return {"p50_us": round(float(q[0]), 1), "p99_us": round(float(q[1]), 1)}
 
 
 def bare_latency(model: DeployedModel, stack: Any, x: np.ndarray, reps: int) -> dict[str, float]:
@@ -202,10 +176,11 @@ def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Pa
 
     with Server(export, keys_db, defense, args.max_batch) as server:
         deadline = time.monotonic() + args.max_seconds
-        warm, _ = run_async(drive(server.port, [single] * 50, cases, 1, deadline))
-        seq, _ = run_async(drive(server.port, [single] * args.latency_requests, cases, 1, deadline))
+        raws = [c.raw for c in cases]
+        warm, _ = run_async(drive(server.port, [single] * 50, raws, 1, deadline))
+        seq, _ = run_async(drive(server.port, [single] * args.latency_requests, raws, 1, deadline))
         deadline = time.monotonic() + args.max_seconds
-        load, seconds = run_async(drive(server.port, plan, cases, args.clients, deadline))
+        load, seconds = run_async(drive(server.port, plan, raws, args.clients, deadline))
     checks = check(warm + seq + load, cases, model.manifest.classes)
     valid = [r for r in load if cases[r[0]].expected is not None]
     items = sum(len(cases[r[0]].expected) for r in valid if r[1] == 200)

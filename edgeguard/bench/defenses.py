@@ -45,8 +45,8 @@ def defense_specs(export: Path) -> list[str]:
     ]
 
 
-def synthetic_export(folder: Path, classes: int = 10, seed: int = 0) -> Path:
-    """A random conv net (conv 3x3 -> relu -> global pool -> linear) as an export folder.
+def synthetic_export(folder: Path, classes: int = 10, seed: int = 0, size: int = 32) -> Path:
+    """A random conv net (conv 3x3 -> relu -> global pool -> linear) on (3, size, size) inputs as an export folder.
 
     fp32 ops under the int8 file name, so `DeployedModel.load` takes the same path as for a real
     export; results from it are labelled synthetic.
@@ -71,7 +71,7 @@ def synthetic_export(folder: Path, classes: int = 10, seed: int = 0) -> Path:
     graph = helper.make_graph(
         nodes,
         "synthetic",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", classes])],
         init,
     )
@@ -85,7 +85,7 @@ def synthetic_export(folder: Path, classes: int = 10, seed: int = 0) -> Path:
         name="synthetic",
         dataset="synthetic",
         model="synthetic-conv",
-        input_shape=[3, 32, 32],
+        input_shape=[3, size, size],
         mean=[0.5, 0.5, 0.5],
         std=[0.25, 0.25, 0.25],
         classes=[f"class{i}" for i in range(classes)],

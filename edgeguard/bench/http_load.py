@@ -26,8 +26,8 @@ from edgeguard.errors import EdgeguardError
 HOST = "127.0.0.1"
 
 
-def http_request(path: str, body: bytes, key: str | None, content_length: int | None = None) -> bytes:
-    head = [f"POST {path} HTTP/1.1", f"Host: {HOST}", "Content-Type: application/json"]
+def http_request(path: str, body: bytes, key: str | None, content_length: int | None = None, content_type: str = "application/json") -> bytes:
+    head = [f"POST {path} HTTP/1.1", f"Host: {HOST}", f"Content-Type: {content_type}"]
     if key:
         head.append(f"X-API-Key: {key}")
     head.append(f"Content-Length: {len(body) if content_length is None else content_length}")
@@ -68,6 +68,31 @@ class Connection:
         if self.streams is not None:
             self.streams[1].close()
             self.streams = None
+
+
+async def drive(port: int, plan: list[int], raws: list[bytes], clients: int, deadline: float) -> tuple[list[tuple[int, int, bytes, int]], float]:
+    """Send raws[plan[i]] for every i from `clients` connections; returns (index, status, body, ns) and seconds."""
+    results: list[tuple[int, int, bytes, int]] = []
+    queue = iter(plan)
+
+    async def client() -> None:
+        conn = Connection(port)
+        for index in queue:  # a shared iterator: each request goes to whichever client is free
+            if time.monotonic() > deadline:
+                break
+            start = time.perf_counter_ns()
+            status, body = await conn.send(raws[index])
+            results.append((index, status, body, time.perf_counter_ns() - start))
+        conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return results, time.perf_counter() - start
+
+
+def percentiles_us(ns: list[int]) -> dict[str, float]:
+    q = np.percentile(np.asarray(ns, np.float64) / 1e3, [50, 99])
+    return {"p50_us": round(float(q[0]), 1), "p99_us": round(float(q[1]), 1)}
 
 
 def run_async(coro: Any) -> Any:

@@ -154,7 +154,7 @@ def _unreadable(file: BinaryIO, formats: tuple[str, ...] | None) -> ImageError:
         except Exception:
             found = None
         if found:
-            return UnsupportedImage(f"this is a {found} image; send one of {', '.join(formats)}")
+            return UnsupportedImage(f"{found} images are not accepted here; send one of {', '.join(formats)}")
     return ImageError("the data is not an image that can be decoded" + (f" (one of {', '.join(formats)} expected)" if formats else ""))
 
 

@@ -192,7 +192,7 @@ def parse_multipart(body: bytes, boundary: bytes | None, spec: InputSpec) -> Ima
     return check_count(ImageFiles(tuple(files), tuple(names)), spec)
 
 
-def parse_predict(body: bytes, content_type: str | None, spec: InputSpec) -> Batch:
+def parse_predict(body: bytes, spec: InputSpec, content_type: str | None = None) -> Batch:
     """A /predict body by its Content-Type: an image file, multipart files, or (anything else) JSON."""
     media, options = parse_options_header(content_type or "")
     media = media.decode("latin-1").lower()

@@ -193,7 +193,7 @@ class Service:
 
     def predict(self, caller: Caller, body: bytes, content_type: str | None = None) -> dict[str, Any]:
         """/predict: JSON pixels, or image files by `content_type` (protocol.parse_predict)."""
-        answer = self.answer(caller, parse_predict(body, content_type, self.spec))
+        answer = self.answer(caller, parse_predict(body, self.spec, content_type))
         classes = self.predictor.model.manifest.classes
         return {name: value.tolist() for name, value in answer.tensors.items()} | {
             "labels": [classes[i] for i in answer.top1]
