@@ -89,7 +89,7 @@ def test_503_is_retried_then_given_up_with_the_servers_sentence():
 
     client = Client("http://edge", "eg_k", transport=httpx.MockTransport(handler))
     assert client.predict(b"x").labels == ["3"] and client.retries == 2
-    down = Client("http://edge", "eg_k", max_retries=2, transport=httpx.MockTransport(lambda r: httpx.Response(503, json={"error": "down"})))
+    down = Client("http://edge", "eg_k", max_retries=2, transport=httpx.MockTransport(lambda r: httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "down"})))
     with pytest.raises(RateLimited, match="is still unavailable after 2 retries.*down") as gave_up:
         down.predict(b"x")
     assert gave_up.value.status == 503
