@@ -258,3 +258,22 @@ def test_curl_gets_the_label_of_the_python_runtime(server_process, tmp_path, loc
     assert curl("--data-binary", f"@{tmp_path / 'grey.png'}", "-H", "Content-Type: image/png")["labels"] == [want["grey.png"]]
     both = curl("-F", f"file=@{tmp_path / 'rgb.jpg'}", "-F", f"file=@{tmp_path / 'grey.png'}")
     assert both["labels"] == [want["rgb.jpg"], want["grey.png"]] and len(both["label"]) == 2
+
+
+def test_mutated_multipart_envelopes_are_refused_in_a_sentence(local):
+    """The multipart parser, in-process: a damaged envelope is a ClientError, never another exception."""
+    from edgeguard.serve.protocol import ClientError, ImageFiles, InputSpec, decode, parse_predict
+
+    spec = InputSpec(local.input_shape, 64)
+    request = httpx.Request("POST", "http://edge/predict", files=[("file", ("a.png", encoded(photo(0, (20, 30)), "PNG"), "image/png"))] * 2)
+    body, ctype = request.read(), request.headers["content-type"]
+    rng, statuses = np.random.default_rng(5), set()
+    for _ in range(500):
+        try:
+            batch = parse_predict(mutated(rng, [body]), spec, ctype)
+            if isinstance(batch, ImageFiles):
+                decode(batch, local.image_spec)
+            statuses.add(200)
+        except ClientError as e:
+            statuses.add(e.status)
+    assert statuses <= {200, 400, 413, 415} and 400 in statuses
