@@ -28,15 +28,44 @@ from edgeguard.train.quantize import WEIGHT_RANGE
 
 # FloatFunctional.add(_relu) is a method call, not a forward: torch.export files its add under the
 # enclosing block, whose eager twin holds the QFunctional with the add's output quantization
-ADDS = (torch.ops.aten.add.Tensor,)
+ADDS = (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor)
+REQUANTIZING = ADDS + (torch.ops.aten.hardswish.default, torch.ops.aten.hardsigmoid.default)
 UINT8_TO_INT8 = -128  # eager activation zero points are uint8; PT2E's (and TFLite's) are int8
 
 
 def litert_quantizer():
     """litert-torch's own PT2E quantizer: it places the quantize nodes where its converter expects them."""
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
 
-    return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    return _quantizer_class()().set_global(get_symmetric_quantization_config(is_per_channel=True))
+
+
+@functools.cache
+def _quantizer_class() -> type:
+    """litert's quantizer, completed where it leaves ops of an eager int8 graph float.
+
+    It groups chained adds (or muls) of one source into one partition and annotates only the
+    partition's first output, so the second add of a residual chain stays float; and it has no
+    annotation for hardswish / hardsigmoid. Every such op gets its own input and output quantization
+    here, as the eager int8 model gives it.
+    """
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
+    from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec, get_output_act_qspec
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    class CompletePT2EQuantizer(PT2EQuantizer):
+        def annotate(self, model: fx.GraphModule) -> fx.GraphModule:
+            model = super().annotate(model)
+            inputs, output = get_input_act_qspec(self.global_config), get_output_act_qspec(self.global_config)
+            for node in model.graph.nodes:
+                if node.target in REQUANTIZING and not node.meta.get("quantization_annotation"):
+                    args = node.args[0] if node.target == torch.ops.aten.cat.default else node.args
+                    node.meta["quantization_annotation"] = QuantizationAnnotation(
+                        input_qspec_map={a: inputs for a in args if isinstance(a, fx.Node)}, output_qspec=output, _annotated=True
+                    )
+            return model
+
+    return CompletePT2EQuantizer
 
 
 @functools.cache
