@@ -93,14 +93,15 @@ def main() -> None:
     parser.add_argument("--models", default="mobilenet_v2,resnet18")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--train", type=int, default=480)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--qat-epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
     torch.set_num_threads(1)
     train, test = generated(args.train, args.size, seed=0), generated(200, args.size, seed=1)
     data = Dataset(f"generated-{len(CLASSES)}-patterns-{args.size}px", CLASSES, train, train, test)
     norm = Normaliser(data.mean, data.std)
-    cfg = TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, batch_size=32, device="cpu")
+    cfg = TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, batch_size=args.batch_size, device="cpu")
     result = {
         "data": f"{data.name}: GENERATED (numpy), {args.train} train / {len(test)} test images, RGB {args.size}x{args.size}, classes {CLASSES}",
         "schedule": {"epochs": cfg.epochs, "qat_epochs": cfg.qat_epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "qat_lr": cfg.qat_lr, "backend": cfg.backend},
