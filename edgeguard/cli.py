@@ -38,7 +38,13 @@ def train_options(f: Callable) -> Callable:
     # model and backend names are checked by the library (their tables live on the torch side)
     options = [
         click.option("--dataset", default="digits", show_default=True, type=click.Choice(list(DATASETS))),
-        click.option("--model", default="small-cnn", show_default=True, help="small-cnn | lenet | resnet8"),
+        click.option("--model", default="small-cnn", show_default=True, help="small-cnn | lenet | resnet8 | resnet18-cifar | torchvision's mobilenet_v2, mobilenet_v3_large, resnet18, resnet50, shufflenet_v2_x1_0"),
+        click.option("--teacher", default="", type=click.Path(dir_okay=False), help="A state_dict of fp32 weights for --model (torchvision's key names work): no teacher training; a classifier head of another class count is replaced and fine-tuned for --epochs."),
+        click.option("--weights", default="", type=click.Choice(["", "DEFAULT"]), help="DEFAULT: torchvision's released weights for --model (needs the network; offline, save them to a file and pass --teacher)."),
+        click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Where training runs (conversion, export and checks stay on the CPU)."),
+        click.option("--batch-size", type=click.IntRange(1), help="Training batch size (default 64)."),
+        click.option("--lr", type=float, help="fp32 teacher learning rate (default 2e-3; lower it to fine-tune a given --teacher)."),
+        click.option("--qat-lr", type=float, help="QAT / DivQAT learning rate (default 5e-4)."),
         click.option("--backend", default="x86", show_default=True, help="Quantized engine / qconfig: x86 (fbgemm) or qnnpack (ARM)."),
         click.option("--method", default="qat", show_default=True, type=click.Choice(["qat", "divqat"]), help="Plain QAT, or DivQAT (docs/divqat.md)."),
         click.option("--lam", type=float, help="DivQAT: weight of the divergence term."),
@@ -63,6 +69,7 @@ def train_options(f: Callable) -> Callable:
     return functools.reduce(lambda acc, opt: opt(acc), reversed(options), f)
 
 
+TUNING_OPTIONS = ("batch_size", "lr", "qat_lr")
 DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "probe_noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn"}
 
 
@@ -71,6 +78,7 @@ def _config(**kw: Any):
     from edgeguard.train.run import TrainConfig
 
     given = {opt: value for opt in DIVQAT_OPTIONS if (value := kw.pop(opt)) is not None}
+    kw = {k: v for k, v in kw.items() if v is not None or k not in TUNING_OPTIONS}  # unset: TrainConfig's defaults
     if given and kw["method"] != "divqat":
         raise EdgeguardError(f"options {', '.join('--' + o.replace('_', '-') for o in given)} apply to --method divqat only")
     return TrainConfig(method_options={DIVQAT_OPTIONS[opt]: v for opt, v in given.items()}, **kw)

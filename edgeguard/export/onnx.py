@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write
 
 OPSET = 17
@@ -37,11 +38,17 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter and jit.trace announce deprecations
-            torch.onnx.export(
-                model.eval(), (example,), str(tmp), dynamo=False, opset_version=OPSET,
-                input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            )  # fmt: skip
+            try:
+                torch.onnx.export(
+                    model.eval(), (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                    input_names=["input"], output_names=["logits"],
+                    dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                )  # fmt: skip
+            except torch.onnx.errors.SymbolicValueError as e:
+                raise EdgeguardError(
+                    "torch's ONNX exporter cannot write this int8 model: it has no quantized form of an op in it "
+                    f"(ShuffleNet V2's channel split is one: {str(e).splitlines()[0][:120]}); export it with --format tflite"
+                ) from e
 
     return atomic_write(path, write)
 

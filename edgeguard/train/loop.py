@@ -10,7 +10,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from edgeguard.errors import EdgeguardError
 from edgeguard.train.losses import Loss
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    """Where training runs: 'auto' takes a GPU when torch sees one. Conversion and export stay on the CPU."""
+    if name not in DEVICES:
+        raise EdgeguardError(f"unknown device '{name}'; choose one of: {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EdgeguardError("--device cuda: torch sees no CUDA GPU here (a CPU-only torch build, or no driver); use --device auto or cpu")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -58,14 +70,20 @@ def fit(
     noise: float = 0.0,
     on_epoch: Optional[Callable[[int], None]] = None,
     desc: str = "train",
+    device: torch.device = torch.device("cpu"),
 ) -> list[float]:
-    """Adam with a cosine schedule; returns seconds per epoch. `on_epoch(i)` runs before epoch i."""
+    """Adam with a cosine schedule; returns seconds per epoch. `on_epoch(i)` runs before epoch i.
+
+    The model (and teacher) train on `device`; batches are drawn and augmented on the CPU, with the
+    CPU generator, so a seed gives the same batches on any device. Both stay on `device` afterwards.
+    """
     gen = seed_everything(seed)
+    model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     if teacher is not None:
-        teacher.eval()
+        teacher.to(device).eval()
     times = []
     bar = tqdm(range(epochs), desc=desc, unit="epoch", leave=False)
     for epoch in bar:
@@ -77,7 +95,7 @@ def fit(
         total = 0.0
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]
-            value = loss(augment(x[idx], shift, noise, gen), y[idx], model, teacher)
+            value = loss(augment(x[idx], shift, noise, gen).to(device), y[idx].to(device), model, teacher)
             opt.zero_grad(set_to_none=True)
             value.backward()
             opt.step()

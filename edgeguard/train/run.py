@@ -20,8 +20,9 @@ from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write, atomic_write_json, ensure_dir, read_json
 from edgeguard.models import MODELS, build_model
 from edgeguard.models.blocks import QuantizableNet
+from edgeguard.models.pretrained import load_teacher, read_state, released_weights
 from edgeguard.runtime.preprocess import Normaliser
-from edgeguard.train.loop import accuracy, fit, seed_everything
+from edgeguard.train.loop import accuracy, fit, resolve_device, seed_everything
 from edgeguard.train.losses import DivQATLoss, Loss, cross_entropy
 from edgeguard.train.quantize import convert_int8, freeze, prepare_qat, qat_qconfig
 
@@ -43,6 +44,9 @@ class TrainConfig:
     shift: int = 2  # augmentation: random translation in pixels
     augment_noise: float = 0.5  # augmentation: pixel noise up to this std (in normalised units)
     threads: int = 1  # more only on an otherwise idle machine: oversubscribed threads run 10-20x slower
+    device: str = "auto"  # training only: conversion, export and every check run on the CPU
+    teacher: str = ""  # a state_dict file of fp32 weights for `model`: no teacher training (fine-tuning if the head is replaced)
+    weights: str = ""  # "DEFAULT": torchvision's released weights for `model`, as --teacher
     data_dir: str = "data"
     download: bool = False
     runs_dir: str = "runs"
@@ -67,6 +71,11 @@ class TrainConfig:
         if self.model not in MODELS:
             raise EdgeguardError(f"unknown model '{self.model}'; choose one of: {', '.join(MODELS)}")
         qat_qconfig(self.backend)  # raises for an unknown backend
+        resolve_device(self.device)  # raises for an unknown device, or cuda without one
+        if self.weights not in ("", "DEFAULT"):
+            raise EdgeguardError(f"--weights takes DEFAULT (torchvision's released weights), got '{self.weights}'; pass a file with --teacher")
+        if self.weights and self.teacher:
+            raise EdgeguardError("pass either --teacher FILE or --weights DEFAULT, not both")
         self.loss()  # raises for bad method options
 
 
@@ -109,12 +118,22 @@ def tensors(split, norm: Normaliser) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(norm(split.x)), torch.from_numpy(split.y)
 
 
-def train_teacher(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, data: Dataset) -> tuple[QuantizableNet, list[float]]:
-    """The fp32 teacher on normalised inputs; returns it and its seconds per epoch."""
-    seed_everything(cfg.seed)  # the initial weights are part of what a seed fixes
+def train_teacher(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, data: Dataset) -> tuple[QuantizableNet, list[float], str]:
+    """The fp32 teacher on normalised inputs: trained, or given (`cfg.teacher` / `cfg.weights`) and
+    fine-tuned only when its classifier head had to be replaced. Returns it, its seconds per epoch
+    and where it came from, in words."""
+    seed_everything(cfg.seed)  # the initial weights (and a replaced head's) are part of what a seed fixes
     teacher = build_model(cfg.model, data.input_shape, len(data.classes))
-    times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.augment_noise, desc="fp32 teacher")
-    return teacher, times
+    device = resolve_device(cfg.device)
+    source = "trained"
+    if cfg.teacher or cfg.weights:
+        state = read_state(cfg.teacher) if cfg.teacher else released_weights(teacher, cfg.model)
+        source = cfg.teacher or f"torchvision {cfg.weights}"
+        if not load_teacher(teacher, state, source):
+            return teacher, [], source
+        source += f" (classifier head replaced for {len(data.classes)} classes, fine-tuned)"
+    times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.augment_noise, desc="fp32 teacher", device=device)
+    return teacher.cpu(), times, source
 
 
 def train_student(cfg: TrainConfig, teacher: QuantizableNet, x: torch.Tensor, y: torch.Tensor) -> tuple[QuantizableNet, list[float]]:
@@ -124,9 +143,10 @@ def train_student(cfg: TrainConfig, teacher: QuantizableNet, x: torch.Tensor, y:
     times = fit(
         qat, x, y, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
         teacher=teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"{cfg.method}",
-        on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
+        on_epoch=lambda e: freeze(qat) if e == frozen_from else None, device=resolve_device(cfg.device),
     )  # fmt: skip
-    return qat, times
+    teacher.cpu()
+    return qat.cpu(), times  # int8 conversion and everything after it run on the CPU
 
 
 def train_run(cfg: TrainConfig) -> Run:
@@ -140,7 +160,7 @@ def train_run(cfg: TrainConfig) -> Run:
     x, y = tensors(data.train, norm)
     xt, yt = tensors(data.test, norm)
 
-    teacher, fp32_times = train_teacher(cfg, x, y, data)
+    teacher, fp32_times, teacher_source = train_teacher(cfg, x, y, data)
     _save_model(run_dir / "teacher.pt", teacher)
     qat, qat_times = train_student(cfg, teacher, x, y)
     _save_model(run_dir / "qat.pt", qat)
@@ -152,6 +172,8 @@ def train_run(cfg: TrainConfig) -> Run:
         "method": cfg.method,
         "seed": cfg.seed,
         "params": sum(p.numel() for p in teacher.parameters()),
+        "teacher_source": teacher_source,
+        "device": str(resolve_device(cfg.device)),
         # what export and attacks need to rebuild the models without reloading the data
         "input_shape": list(data.input_shape),
         "classes": data.classes,
