@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
-from edgeguard.data import Dataset, load_dataset
+from edgeguard.data import Dataset, Split, load_dataset
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write, atomic_write_json, ensure_dir, read_json
 from edgeguard.models import MODELS, build_model
 from edgeguard.models.blocks import QuantizableNet
-from edgeguard.runtime.preprocess import Normaliser
+from edgeguard.runtime.preprocess import ImageSpec, Normaliser
 from edgeguard.train.loop import accuracy, fit, seed_everything
 from edgeguard.train.losses import DivQATLoss, Loss, cross_entropy
 from edgeguard.train.quantize import convert_int8, freeze, prepare_qat, qat_qconfig
@@ -45,6 +45,8 @@ class TrainConfig:
     threads: int = 1  # more only on an otherwise idle machine: oversubscribed threads run 10-20x slower
     data_dir: str = "data"
     download: bool = False
+    image_size: int | None = None  # imagefolder: the model's input side (default: data/imagefolder.py's rule)
+    workers: int = 0  # DataLoader processes decoding images ahead of training (0: in this process)
     runs_dir: str = "runs"
     name: str = ""
     method_options: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +90,9 @@ class Run:
         return tuple(self.metrics["input_shape"])
 
     def dataset(self) -> Dataset:
-        return load_dataset(self.config.dataset, self.config.data_dir, self.config.download)
+        """The run's data, decoded exactly as it was for training (the spec its metrics recorded)."""
+        spec = ImageSpec.from_manifest(self.metrics.get("preprocessing", {}), self.input_shape)
+        return load_dataset(self.config.dataset, self.config.data_dir, self.config.download, spec=spec)
 
 
 def _save_model(path: Path, model: torch.nn.Module) -> None:
@@ -104,27 +108,22 @@ def _load_state(path: Path) -> dict:
         raise EdgeguardError(f"checkpoint '{path}' is corrupt or not a state dict ({type(e).__name__}); train the run again") from e
 
 
-def tensors(split, norm: Normaliser) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split's normalised images and labels: the deployed contract (manifest) is what training sees."""
-    return torch.from_numpy(norm(split.x)), torch.from_numpy(split.y)
-
-
-def train_teacher(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, data: Dataset) -> tuple[QuantizableNet, list[float]]:
-    """The fp32 teacher on normalised inputs; returns it and its seconds per epoch."""
+def train_teacher(cfg: TrainConfig, data: Dataset, norm: Normaliser) -> tuple[QuantizableNet, list[float]]:
+    """The fp32 teacher on normalised inputs (the deployed contract is what training sees); returns it and its seconds per epoch."""
     seed_everything(cfg.seed)  # the initial weights are part of what a seed fixes
     teacher = build_model(cfg.model, data.input_shape, len(data.classes))
-    times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.augment_noise, desc="fp32 teacher")
+    times = fit(teacher, data.train, norm, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.augment_noise, desc="fp32 teacher", workers=cfg.workers)
     return teacher, times
 
 
-def train_student(cfg: TrainConfig, teacher: QuantizableNet, x: torch.Tensor, y: torch.Tensor) -> tuple[QuantizableNet, list[float]]:
+def train_student(cfg: TrainConfig, teacher: QuantizableNet, train: Split, norm: Normaliser) -> tuple[QuantizableNet, list[float]]:
     """The fake-quantized student of `teacher`, trained with cfg's method (plain QAT or DivQAT)."""
     qat = prepare_qat(teacher, cfg.backend)
     frozen_from = max(1, cfg.qat_epochs * 3 // 4)
     times = fit(
-        qat, x, y, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
+        qat, train, norm, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
         teacher=teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"{cfg.method}",
-        on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
+        on_epoch=lambda e: freeze(qat) if e == frozen_from else None, workers=cfg.workers,
     )  # fmt: skip
     return qat, times
 
@@ -133,16 +132,14 @@ def train_run(cfg: TrainConfig) -> Run:
     """Train one run end to end and write its folder; its metrics are torch's (export measures the files)."""
     cfg.validate()
     torch.set_num_threads(cfg.threads)
-    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download, image_size=cfg.image_size)
     run_dir = ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
     atomic_write_json(run_dir / "config.json", asdict(cfg))
     norm = Normaliser(data.mean, data.std)
-    x, y = tensors(data.train, norm)
-    xt, yt = tensors(data.test, norm)
 
-    teacher, fp32_times = train_teacher(cfg, x, y, data)
+    teacher, fp32_times = train_teacher(cfg, data, norm)
     _save_model(run_dir / "teacher.pt", teacher)
-    qat, qat_times = train_student(cfg, teacher, x, y)
+    qat, qat_times = train_student(cfg, teacher, data.train, norm)
     _save_model(run_dir / "qat.pt", qat)
     int8 = convert_int8(qat, cfg.backend)
 
@@ -157,11 +154,9 @@ def train_run(cfg: TrainConfig) -> Run:
         "classes": data.classes,
         "mean": data.mean,
         "std": data.std,
-        "accuracy": {
-            "fp32": accuracy(teacher, xt, yt),
-            "fake_quant": accuracy(qat, xt, yt),
-            "int8": accuracy(int8, xt, yt),
-        },
+        "preprocessing": data.preprocessing,  # export copies it into the manifest
+        **({"data": data.notes} if data.notes else {}),  # imagefolder: which rule chose the image size, files skipped
+        "accuracy": {name: accuracy(model, data.test, norm, cfg.workers) for name, model in (("fp32", teacher), ("fake_quant", qat), ("int8", int8))},
         "seconds_per_epoch": {"fp32": median(fp32_times), cfg.method: median(qat_times)},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
