@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from edgeguard.runtime.preprocess import ImageSpec
 
-BATCH = 256  # images per batch of a sequential pass (evaluation, statistics)
+BATCH_BYTES = 64 << 20  # a sequential pass (evaluation, statistics) holds this much float32 input at a time
 
 
 class Split:
@@ -38,11 +38,16 @@ class Split:
     def subset(self, idx: np.ndarray) -> "Split":
         raise NotImplementedError
 
-    def batches(self, size: int = BATCH, desc: str | None = None) -> Iterator[np.ndarray]:
-        """Every image in order, `size` at a time."""
+    def batches(self, desc: str | None = None) -> Iterator[np.ndarray]:
+        """Every image in order, BATCH_BYTES at a time (a built-in set's test split is one batch, as it was whole)."""
+        size = max(1, BATCH_BYTES // (4 * int(np.prod(self.shape))))
         starts = range(0, len(self), size)
         for i in tqdm(starts, desc=desc, unit="batch", leave=False) if desc else starts:
             yield self.images(slice(i, i + size))
+
+    def apply(self, fn: Callable[[np.ndarray], np.ndarray], desc: str | None = None) -> np.ndarray:
+        """fn's outputs (e.g. probabilities) for every image, in order, computed batch by batch."""
+        return np.concatenate([fn(x) for x in self.batches(desc)])
 
     def sample(self, n: int, seed: int = 0) -> "ArraySplit":
         """At most n images in memory: all of them, in order, when the split is that small (so a

@@ -78,8 +78,7 @@ class Shuffled:
         return (self.n + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[list[int]]:
-        # a generator: the order is drawn on the first batch asked for, so an iterator made and never
-        # read (tqdm.auto makes one) draws nothing
+        # a generator: the order is drawn when the first batch is asked for (workers ask at the start)
         order = torch.randperm(self.n, generator=self.gen).tolist()
         for i in range(0, self.n, self.batch_size):
             yield order[i : i + self.batch_size]
@@ -133,13 +132,17 @@ def fit(
         model.train()
         start = time.perf_counter()
         total = 0.0
-        for x, y in tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=len(order) < 100):
+        # a bar updated by hand: tqdm.auto wrapping the loader would start its iterator twice (two orders drawn)
+        steps = tqdm(total=len(order), desc=f"epoch {epoch + 1}", unit="batch", leave=False, disable=len(order) < 100)
+        for x, y in batches:
             value = loss(augment(x, shift, noise, gen), y, model, teacher)
             opt.zero_grad(set_to_none=True)
             value.backward()
             opt.step()
             sched.step()
             total += value.item() * len(x)
+            steps.update()
+        steps.close()
         times.append(time.perf_counter() - start)
         bar.set_postfix(loss=f"{total / len(data):.4f}")
     return times
