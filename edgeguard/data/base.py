@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from edgeguard.runtime.preprocess import ImageSpec
 
-BATCH_BYTES = 64 << 20  # a sequential pass (evaluation, statistics) holds this much float32 input at a time
+BATCH_BYTES = 32 << 20  # a sequential pass (evaluation, statistics) holds this much float32 input at a time
 
 
 class Split:
@@ -38,12 +38,16 @@ class Split:
     def subset(self, idx: np.ndarray) -> "Split":
         raise NotImplementedError
 
+    @property
+    def batch_size(self) -> int:
+        """Images per batch of a sequential pass: BATCH_BYTES of input (digits' test split is one batch, as it was whole)."""
+        return max(1, BATCH_BYTES // (4 * int(np.prod(self.shape))))
+
     def batches(self, desc: str | None = None) -> Iterator[np.ndarray]:
-        """Every image in order, BATCH_BYTES at a time (a built-in set's test split is one batch, as it was whole)."""
-        size = max(1, BATCH_BYTES // (4 * int(np.prod(self.shape))))
-        starts = range(0, len(self), size)
+        """Every image in order, `batch_size` at a time."""
+        starts = range(0, len(self), self.batch_size)
         for i in tqdm(starts, desc=desc, unit="batch", leave=False) if desc else starts:
-            yield self.images(slice(i, i + size))
+            yield self.images(slice(i, i + self.batch_size))
 
     def apply(self, fn: Callable[[np.ndarray], np.ndarray], desc: str | None = None) -> np.ndarray:
         """fn's outputs (e.g. probabilities) for every image, in order, computed batch by batch."""

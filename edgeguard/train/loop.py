@@ -149,10 +149,11 @@ def fit(
 
 
 @torch.no_grad()
-def predicted_labels(model: nn.Module, data: Split, norm: Normaliser, batch_size: int = 512, workers: int = 0) -> torch.Tensor:
-    """The model's argmax for every image of the split, in order, read batch by batch."""
+def predicted_labels(model: nn.Module, data: Split, norm: Normaliser, workers: int = 0) -> torch.Tensor:
+    """The model's argmax for every image of the split, in order, read `data.batch_size` at a time."""
     model.eval()
-    sequential = [list(range(i, min(i + batch_size, len(data)))) for i in range(0, len(data), batch_size)]
+    size = data.batch_size
+    sequential = [list(range(i, min(i + size, len(data)))) for i in range(0, len(data), size)]
     return torch.cat([model(x).argmax(1) for x, _ in loader(data, norm, sequential, workers)])
 
 
