@@ -28,7 +28,7 @@ import numpy as np
 from edgeguard.data import Dataset
 from edgeguard.data.shifts import SHIFTS, random_shifts, shifted
 from edgeguard.monitor import MonitorConfig, energy
-from edgeguard.monitor.prada import Prada
+from edgeguard.monitor.prada import PRADA_SIDE, Downsample, Prada
 from edgeguard.runtime import DeployedModel
 
 OOD_QUANTILE = 0.98
@@ -64,9 +64,10 @@ def ood_count(rate: float, window: int, queries: int, false_flag_rate: float) ->
 
 def lowest_w(model: DeployedModel, x: np.ndarray) -> float:
     """The lowest W PRADA computes on one stream (1.0 if the stream is too short to compute any)."""
-    prada = Prada(model.num_classes, math.prod(model.input_shape), PRADA_PER_CLASS, PRADA_WINDOW, PRADA_MIN_DISTANCES)
+    downsample = Downsample(model.input_shape, PRADA_SIDE)
+    prada = Prada(model.num_classes, downsample.dim, PRADA_PER_CLASS, PRADA_WINDOW, PRADA_MIN_DISTANCES)
     labels = model.logits(x).argmax(axis=1).tolist()
-    ws = [prada.observe(row, c) for row, c in zip(x.reshape(len(x), -1), labels)]
+    ws = [prada.observe(row, c) for row, c in zip(downsample(x), labels)]
     return min((w for w in ws if w is not None), default=1.0)
 
 
@@ -101,6 +102,7 @@ def calibrate_monitor(model: DeployedModel, data: Dataset, seed: int = 0) -> dic
         prada_min_distances=PRADA_MIN_DISTANCES,
         prada_window=PRADA_WINDOW,
         prada_per_class=PRADA_PER_CLASS,
+        prada_side=PRADA_SIDE,
         calibration={
             "data": f"{data.name} test + pool ({len(honest)} images), clean and {', '.join(shifts)}",
             "seed": seed,
