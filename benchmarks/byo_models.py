@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeguard.data.base import Dataset, Split
+from edgeguard.data.base import ArraySplit, Dataset, Split
 from edgeguard.data.natural import natural_patches
 from edgeguard.export.onnx import contents, export_onnx
 from edgeguard.metrics import accuracy, compare
@@ -32,7 +32,7 @@ from edgeguard.runtime import softmax
 from edgeguard.runtime.onnx import OnnxBackend
 from edgeguard.runtime.preprocess import Normaliser
 from edgeguard.train.quantize import convert_int8
-from edgeguard.train.run import TrainConfig, tensors, train_student, train_teacher
+from edgeguard.train.run import TrainConfig, train_student, train_teacher
 
 OUT = Path(__file__).parent / "results" / "byo-models.json"
 CLASSES = ["h-stripes", "v-stripes", "discs", "checkers"]
@@ -58,13 +58,12 @@ def generated(n: int, size: int, seed: int) -> Split:
         fg, bg = rng.uniform(0, 1, (2, 3, 1, 1))
         x[i] = np.where(mask[None], fg, bg)
         x[i] += rng.normal(0, 0.08, (3, size, size))
-    return Split(np.clip(x, 0, 1).astype(np.float32), y.astype(np.int64))
+    return ArraySplit(np.clip(x, 0, 1).astype(np.float32), y.astype(np.int64))
 
 
 def measure(model_name: str, data: Dataset, cfg: TrainConfig, norm: Normaliser, tmp: Path) -> dict:
-    x, y = tensors(data.train, norm)
     start = time.perf_counter()
-    teacher, _, _ = train_teacher(replace(cfg, model=model_name), x, y, data)
+    teacher, _, _ = train_teacher(replace(cfg, model=model_name), data, norm)
     fp32_path = export_onnx(teacher.eval(), data.input_shape, tmp / f"{model_name}.fp32.onnx")
     fp32 = OnnxBackend(fp32_path, threads=1)
     natural = natural_patches(500, data.input_shape, seed=10_000)
@@ -73,7 +72,7 @@ def measure(model_name: str, data: Dataset, cfg: TrainConfig, norm: Normaliser, 
     teacher_natural = softmax(fp32.logits(norm(natural)))
     for method in ("qat", "divqat"):
         start = time.perf_counter()
-        qat, _ = train_student(replace(cfg, model=model_name, method=method), teacher, x, y)
+        qat, _ = train_student(replace(cfg, model=model_name, method=method), teacher, data.train, norm)
         path = export_onnx(convert_int8(qat, cfg.backend), data.input_shape, tmp / f"{model_name}.{method}.onnx")
         info = contents(path)
         int8 = OnnxBackend(path, threads=1)

@@ -61,8 +61,10 @@ def train_options(f: Callable) -> Callable:
         click.option("--epochs", default=20, show_default=True, help="fp32 teacher epochs."),
         click.option("--qat-epochs", default=8, show_default=True),
         click.option("--threads", default=1, show_default=True, help="torch threads (set explicitly: oversubscription is slow)."),
-        click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False)),
+        click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False), help="Where the dataset is; for imagefolder DIR/<class>/<images> or DIR/train/<class>/... + DIR/val/<class>/... (docs/bring-your-own.md)."),
         click.option("--download", is_flag=True, help="Download a torchvision dataset if it is not in --data-dir."),
+        click.option("--image-size", type=click.IntRange(8), help="imagefolder: the model's input side in pixels [default: the median image size, or 224 for mixed or large sizes]."),
+        click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader processes decoding images ahead of training (0: in the training process)."),
         click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False)),
         click.option("--name", default="", help="Run folder name (default: dataset-model-method-backend-seed)."),
     ]
@@ -150,20 +152,24 @@ def _ints(text: str) -> list[int]:
 @click.option("--url", help="Rob a running `edgeguard serve` (e.g. http://127.0.0.1:8000) instead of EXPORT_DIR + --defense; EXPORT_DIR is the export it serves (dataset, classes, bare model).")
 @click.option("--api-key", envvar="EDGEGUARD_API_KEY", help="API key for --url (default: $EDGEGUARD_API_KEY). Its budget must cover --budget plus the test split.")
 @click.option("--attack", "attack_name", default="knockoff", show_default=True, type=click.Choice(["knockoff", "knockoff-adaptive", "jbda"]), help="Knockoff (random sampling of --source), Knockoff with adaptive sampling (a bandit over the natural photos) or JBDA (pool seeds + Jacobian augmentation).")
-@click.option("--source", default="natural", show_default=True, type=click.Choice(["natural", "pool"]), help="Knockoff's queries: natural photo patches, or the dataset's attacker pool (knockoff-adaptive: natural only; jbda always starts from pool seeds).")
+@click.option("--source", type=click.Choice(["natural", "pool", "transfer"]), help="Knockoff's queries: natural photo patches, the dataset's attacker pool, or the images of --transfer-dir (knockoff-adaptive: natural only; jbda always starts from pool seeds) [default: transfer with --transfer-dir, else natural].")
+@click.option("--transfer-dir", type=click.Path(exists=True, file_okay=False), help="The thief's own images: any folder of image files (searched recursively), decoded to the victim's input by its manifest.")
+@click.option("--transfer-dataset", help="--transfer-dir holds this dataset (e.g. cifar100, its train split) rather than image files.")
+@click.option("--thief-model", default="small-cnn", show_default=True, help="The copy's architecture, a name from the model zoo.")
 @click.option("--labels", default="soft", show_default=True, type=click.Choice(["soft", "argmax"]))
 @click.option("--budget", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--steps", default=250, show_default=True, help="Surrogate training steps.")
 @click.option("--threads", default=1, show_default=True)
-def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, attack_name: str, source: str, labels: str, budget: int, seed: int, steps: int, threads: int) -> None:
+def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, attack_name: str, source: str | None, transfer_dir: str | None, transfer_dataset: str | None, thief_model: str, labels: str, budget: int, seed: int, steps: int, threads: int) -> None:
     """A Knockoff (random or adaptive) or JBDA thief against an exported int8 model behind a defense stack, or a running server: how good is the copy?"""
     import torch
 
     from edgeguard.evaluate.cells import steal
 
     torch.set_num_threads(threads)
-    row = steal(export_dir, defense, url, api_key, attack_name, source, labels, budget, seed, steps)
+    source = source or ("transfer" if transfer_dir else "natural")
+    row = steal(export_dir, defense, url, api_key, attack_name, source, labels, budget, seed, steps, transfer_dir, thief_model, transfer_dataset)
     click.echo(
         f"{labels}-label {attack_name} thief, {row['queries']} {row['source']} queries vs `{row['label']}`: fidelity {row['fidelity']:.1%}, "
         f"surrogate accuracy {row['surrogate_accuracy']:.1%} (victim serves {row['victim_accuracy']:.1%}, mean L1 change {row['perturbation_l1']:.3f})"
@@ -183,7 +189,13 @@ def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, 
 @click.option("--export-dir", default="export", show_default=True, type=click.Path(file_okay=False))
 @click.option("--threads", default=1, show_default=True, help="torch threads per worker.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes robbing at once (the results do not depend on it).")
-def evaluate(out: str, seeds: str, attacks: str, budgets: str, adaptive_budgets: str, defenses: tuple[str, ...], runs_dir: str, export_dir: str, threads: int, workers: int) -> None:
+@click.option("--dataset", default="digits", show_default=True, help="The victims' dataset (as for `train`).")
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False), help="Where the victims' dataset is.")
+@click.option("--model", default="small-cnn", show_default=True, help="The victims' architecture, a name from the model zoo.")
+@click.option("--transfer-dir", type=click.Path(exists=True, file_okay=False), help="A thief's own images (any folder of image files): adds the `transfer` query source.")
+@click.option("--transfer-dataset", help="--transfer-dir holds this dataset (e.g. cifar100) rather than image files.")
+@click.option("--thief-model", default="small-cnn", show_default=True, help="The copies' architecture, a name from the model zoo.")
+def evaluate(out: str, seeds: str, attacks: str, budgets: str, adaptive_budgets: str, defenses: tuple[str, ...], runs_dir: str, export_dir: str, threads: int, workers: int, **data: Any) -> None:
     """The grid {QAT, DivQAT} x defenses x thieves (attack x query source) x {soft, argmax} x budgets x seeds. Resumable."""
     from edgeguard.defenses import parse_stack
     from edgeguard.evaluate.grid import GridSpec, run_grid
@@ -191,7 +203,7 @@ def evaluate(out: str, seeds: str, attacks: str, budgets: str, adaptive_budgets:
     from edgeguard.files import ensure_dir
 
     names = [a.strip() for a in attacks.split(",") if a.strip()]
-    spec = GridSpec(attacks=names, seeds=_ints(seeds), budgets=_ints(budgets), adaptive_budgets=_ints(adaptive_budgets), threads=threads, workers=workers)
+    spec = GridSpec(attacks=names, seeds=_ints(seeds), budgets=_ints(budgets), adaptive_budgets=_ints(adaptive_budgets), threads=threads, workers=workers, **data)
     if defenses:
         spec.defenses = [parse_stack(d).spec or "none" for d in defenses]  # fail on a bad spec before any work
     folder = ensure_dir(out)

@@ -3,7 +3,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgeguard.errors import EdgeguardError  # noqa: E402
-from edgeguard.models import MODELS, build_model  # noqa: E402
+from edgeguard.models import build_model  # noqa: E402
 from edgeguard.train.quantize import convert_int8, prepare_qat  # noqa: E402
 
 SHAPES = {"small-cnn": (1, 28, 28), "lenet": (1, 28, 28), "resnet8": (3, 32, 32)}  # torchvision's: tests/test_torchvision_models.py

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeguard.data import ArraySplit
 from edgeguard.models import build_model
 from edgeguard.runtime.preprocess import Normaliser
 from edgeguard.train.loop import fit
@@ -46,5 +47,5 @@ def train_surrogate(
     model = build_model(arch, x.shape[1:], num_classes)
     batch = max(16, min(64, len(x) // 8))
     epochs = max(1, round(steps * batch / len(x)))
-    fit(model, torch.from_numpy(norm(x)), torch.from_numpy(targets.astype(np.float32)), soft_cross_entropy, epochs, lr, batch, seed, shift=0, desc="surrogate")
+    fit(model, ArraySplit(x, targets.astype(np.float32)), norm, soft_cross_entropy, epochs, lr, batch, seed, shift=0, desc="surrogate")
     return Surrogate(model, norm)

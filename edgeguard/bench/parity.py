@@ -20,7 +20,7 @@ import numpy as np
 from edgeguard.errors import EdgeguardError
 from edgeguard.manifest import Manifest
 from edgeguard.runtime import DeployedModel
-from edgeguard.runtime.parity import compare, parity_inputs
+from edgeguard.runtime.parity import TEST_SAMPLE, compare, parity_inputs
 
 REFERENCE = "parity-reference.npz"  # written into the export folder, so it travels with it
 SPLITS = ("test", "ood")
@@ -28,9 +28,9 @@ SPLITS = ("test", "ood")
 
 def reference_inputs(manifest: Manifest) -> dict[str, np.ndarray]:
     """The parity inputs of the export's dataset (runtime.parity: the same as export's own checks)."""
-    from edgeguard.data import load_dataset
+    from edgeguard.data import victim_data
 
-    return parity_inputs(load_dataset(manifest.dataset).test.x, tuple(manifest.input_shape))
+    return parity_inputs(victim_data(manifest).test.sample(TEST_SAMPLE).x, tuple(manifest.input_shape))
 
 
 def runnable(folder: str | Path) -> tuple[dict[str, DeployedModel], dict[str, str]]:

@@ -23,7 +23,7 @@ from edgeguard.runtime.preprocess import Normaliser
 from edgeguard.train.loop import fit
 from edgeguard.train.losses import DivQATLoss, Loss, cross_entropy
 from edgeguard.train.quantize import prepare_qat
-from edgeguard.train.run import load_run, tensors
+from edgeguard.train.run import load_run
 
 
 def run_dir(manifest: Manifest) -> Path:
@@ -84,11 +84,11 @@ def training_cost(run: str | Path, epochs: int = 2, rounds: int = 2) -> dict[str
     torch.set_num_threads(1)
     r = load_run(run)
     data = r.dataset()
-    x, y = tensors(data.train, Normaliser(data.mean, data.std))
+    norm = Normaliser(data.mean, data.std)
     cfg = r.config
 
     def train(name: str, model: torch.nn.Module, loss: Loss, lr: float, teacher: torch.nn.Module | None) -> list[float]:
-        return fit(model, x, y, loss, epochs, lr, cfg.batch_size, cfg.seed, teacher=teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"cost {name}")
+        return fit(model, data.train, norm, loss, epochs, lr, cfg.batch_size, cfg.seed, teacher=teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"cost {name}")
 
     methods = {  # each starts from the run's teacher, as `edgeguard train` does
         "fp32": lambda: train("fp32", copy.deepcopy(r.teacher), cross_entropy, cfg.lr, None),
@@ -101,7 +101,7 @@ def training_cost(run: str | Path, epochs: int = 2, rounds: int = 2) -> dict[str
             seconds[name] += method()
     median = {name: round(statistics.median(s), 4) for name, s in seconds.items()}
     return {
-        "run": str(run), "train_items": len(x), "batch_size": cfg.batch_size, "epochs_timed_per_method": epochs * rounds, "threads": 1,
+        "run": str(run), "train_items": len(data.train), "batch_size": cfg.batch_size, "epochs_timed_per_method": epochs * rounds, "threads": 1,
         "seconds_per_epoch_median": median,
         "ratios": {"divqat/qat": round(median["divqat"] / median["qat"], 3), "qat/fp32": round(median["qat"] / median["fp32"], 3)},
         "machine": machine(),

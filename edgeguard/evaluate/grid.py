@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 from edgeguard.attacks.sources import ATTACK_SOURCES
 from edgeguard.data import Dataset, load_dataset
 from edgeguard.errors import EdgeguardError
-from edgeguard.evaluate.cells import Cell, ServedVictim, rob
+from edgeguard.evaluate.cells import THIEF_MODEL, Cell, ServedVictim, rob
 from edgeguard.evaluate.store import CellStore
 from edgeguard.manifest import Manifest
 from edgeguard.runtime import DeployedModel
+from edgeguard.runtime.preprocess import ImageSpec
 
 
 @dataclass
@@ -41,6 +42,10 @@ class VictimRecipe:
 class GridSpec:
     dataset: str = "digits"
     model: str = "small-cnn"
+    data_dir: str = "data"  # where the victims' dataset is (torchvision sets, imagefolder)
+    transfer_dir: str | None = None  # a thief's own images: adds the `transfer` query source
+    transfer_dataset: str | None = None  # transfer_dir holds this dataset (e.g. cifar100), not image files
+    thief_model: str = THIEF_MODEL
     victims: list[VictimRecipe] = field(default_factory=lambda: [VictimRecipe("qat", "qat"), VictimRecipe("divqat", "divqat")])
     defenses: list[str] = field(default_factory=lambda: ["none", "reverse_sigmoid(beta=1.0,gamma=0.2)"])
     attacks: list[str] = field(default_factory=lambda: ["knockoff", "knockoff-adaptive", "jbda"])
@@ -59,6 +64,10 @@ class GridSpec:
         unknown = [a for a in self.attacks if a not in ATTACK_SOURCES]
         if unknown:
             raise EdgeguardError(f"unknown attack(s) {', '.join(unknown)}; choose from: {', '.join(ATTACK_SOURCES)}")
+        if self.transfer_dir is not None and "transfer" not in self.sources:
+            self.sources = [*self.sources, "transfer"]
+        if self.transfer_dir is None and "transfer" in self.sources:
+            raise EdgeguardError("the 'transfer' query source needs the thief's images: pass --transfer-dir")
 
     def budgets_for(self, attack: str) -> list[int]:
         return self.budgets if attack == "knockoff" else self.adaptive_budgets
@@ -92,7 +101,10 @@ def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Pa
     if (run_dir / "metrics.json").exists():
         run = load_run(run_dir)
     else:
-        cfg = TrainConfig(dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options, seed=seed, threads=spec.threads, runs_dir=str(runs_dir), name=name)
+        cfg = TrainConfig(
+            dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options, seed=seed,
+            threads=spec.threads, data_dir=spec.data_dir, runs_dir=str(runs_dir), name=name,
+        )  # fmt: skip
         run = train_run(cfg)
     folder = export_dir / name
     try:
@@ -123,7 +135,7 @@ def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path, log: C
             victims[key] = prepare_victim(spec, victim, key[1], runs_dir, export_dir)
         todo = [c for c in cells if c.key not in store.done]
         if todo:
-            jobs.append(Job(spec.dataset, str(victims[key][0]), todo, spec.thief_steps, spec.threads))
+            jobs.append(Job(str(victims[key][0]), todo, spec.thief_steps, spec.threads, spec.transfer_dir, spec.transfer_dataset, spec.thief_model))
     with _mapper(spec.workers) as mapper:
         for rows in tqdm(mapper(rob_job, jobs), total=len(jobs), desc="grid", unit="group"):
             store.add(rows)
@@ -134,24 +146,29 @@ def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path, log: C
 class Job:
     """One group of cells to rob, as a worker process receives it."""
 
-    dataset: str
     export: str
     cells: list[Cell]
     steps: int
     threads: int
+    transfer_dir: str | None
+    transfer_dataset: str | None
+    thief_model: str
 
 
 def rob_job(job: Job) -> list[dict[str, Any]]:
     import torch
 
     torch.set_num_threads(job.threads)
-    served = ServedVictim(DeployedModel.load(job.export), job.cells[0].defense)
-    return rob(served, _dataset(job.dataset), job.cells, steps=job.steps)
+    model = DeployedModel.load(job.export)
+    m = model.manifest
+    data = _dataset(m.dataset, m.extra.get("data_dir", "data"), model.image_spec, job.transfer_dir, job.transfer_dataset)
+    return rob(ServedVictim(model, job.cells[0].defense), data, job.cells, steps=job.steps, thief_model=job.thief_model)
 
 
 @lru_cache(maxsize=1)
-def _dataset(name: str) -> Dataset:
-    return load_dataset(name)
+def _dataset(name: str, data_dir: str, spec: ImageSpec, transfer_dir: str | None, transfer_dataset: str | None) -> Dataset:
+    """Every victim of a grid reads the same data: loaded once per worker process."""
+    return load_dataset(name, data_dir, spec=spec, transfer_dir=transfer_dir, transfer_dataset=transfer_dataset)
 
 
 @contextmanager

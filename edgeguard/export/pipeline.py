@@ -31,7 +31,7 @@ from edgeguard.manifest import MANIFEST, Manifest, ModelEntry
 from edgeguard.metrics import accuracy
 from edgeguard.metrics import compare as compare_probabilities
 from edgeguard.runtime import DeployedModel, softmax
-from edgeguard.runtime.parity import compare, parity_inputs
+from edgeguard.runtime.parity import TEST_SAMPLE, compare, parity_inputs
 from edgeguard.runtime.preprocess import ImageSpec
 from edgeguard.train.quantize import describe
 from edgeguard.train.run import Run, TrainConfig, load_run, train_run
@@ -65,7 +65,7 @@ def _manifest(run: Run, folder: Path) -> Manifest:
         name=run.dir.name, dataset=run.config.dataset, model=run.config.model,
         input_shape=m["input_shape"], mean=m["mean"], std=m["std"], classes=m["classes"],
         preprocessing=ImageSpec.from_manifest(m.get("preprocessing", {}), m["input_shape"]).to_manifest(),
-        versions=_versions(), extra={"method": run.config.method, "run": str(run.dir)},
+        versions=_versions(), extra={"method": run.config.method, "run": str(run.dir), "data_dir": run.config.data_dir},
     )  # fmt: skip
     if not (folder / MANIFEST).exists():
         return fresh
@@ -103,9 +103,11 @@ def export_run(run_dir: str | Path, out: str | Path = "export", int8: bool = Tru
 def verify(deployed: DeployedModel, reference: torch.nn.Module, teacher: torch.nn.Module, data: Dataset) -> dict[str, Any]:
     """What the exported file does, measured as the device runs it.
 
-    Parity with the torch model it came from (runtime.parity: test split and natural patches);
+    Parity with the torch model it came from (runtime.parity: test images and natural patches);
     accuracy, under each benign shift too; and how far its answers are from the fp32 teacher's on
     the test split and on natural images (DivQAT's divergence must survive conversion and export).
+    Accuracy and the teacher's distance cover the whole test split, batch by batch; parity and the
+    shifts a seeded sample of TEST_SAMPLE images (all of a smaller split).
     """
     norm = deployed.normalise
 
@@ -119,10 +121,11 @@ def verify(deployed: DeployedModel, reference: torch.nn.Module, teacher: torch.n
     def teacher_probabilities(x: np.ndarray) -> np.ndarray:
         return torch.softmax(torch.from_numpy(torch_logits(teacher, x)), 1).numpy()
 
-    inputs = parity_inputs(data.test.x, deployed.input_shape)
+    sample = data.test.sample(TEST_SAMPLE)
+    inputs = parity_inputs(sample.x, deployed.input_shape)
     transfer = natural_patches(TRANSFER_SIZE, deployed.input_shape, seed=TRANSFER_SEED)
-    test = probabilities(data.test.x)
-    one = data.test.x[:1]
+    test = data.test.apply(probabilities, desc="accuracy")
+    one = sample.x[:1]
     times_ns = time_calls(lambda: deployed.logits(one), runs=200, warmup=1)
     return {
         "file": deployed.entry.file,
@@ -133,10 +136,10 @@ def verify(deployed: DeployedModel, reference: torch.nn.Module, teacher: torch.n
         "latency_ms_p50_batch1": float(np.median(times_ns) / 1e6),
         "parity": {split: compare(torch_logits(reference, x), deployed.logits(x)) for split, x in inputs.items()},
         "teacher": {
-            "test": compare_probabilities(teacher_probabilities(data.test.x), test),
+            "test": compare_probabilities(data.test.apply(teacher_probabilities), test),
             "transfer": compare_probabilities(teacher_probabilities(transfer), probabilities(transfer)),
         },
-        "shifted_accuracy": {name: accuracy(probabilities(x), data.test.y) for name, x in shifted(data.test.x).items()},
+        "shifted_accuracy": {name: accuracy(probabilities(x), sample.y) for name, x in shifted(sample.x).items()},
     }
 
 

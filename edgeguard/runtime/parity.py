@@ -16,6 +16,7 @@ from edgeguard.errors import EdgeguardError
 
 OOD_SEED = 1234  # the natural patches every parity check uses
 OOD_SIZE = 500
+TEST_SAMPLE = 1000  # test images of every parity check: `Split.sample(TEST_SAMPLE)`, all of a smaller split
 
 
 def compare(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def compare(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
 
 
 def parity_inputs(test_x: np.ndarray, input_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """The inputs of every parity check: the test split and OOD_SIZE natural patches (needs edgeguard.data)."""
+    """The inputs of every parity check: TEST_SAMPLE test images and OOD_SIZE natural patches (needs edgeguard.data)."""
     from edgeguard.data.natural import natural_patches
 
     return {"test": test_x, "ood": natural_patches(OOD_SIZE, input_shape, seed=OOD_SEED)}

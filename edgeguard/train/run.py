@@ -15,13 +15,13 @@ from typing import Any
 
 import torch
 
-from edgeguard.data import Dataset, load_dataset
+from edgeguard.data import Dataset, Split, load_dataset
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write, atomic_write_json, ensure_dir, read_json
 from edgeguard.models import MODELS, build_model
 from edgeguard.models.blocks import QuantizableNet
 from edgeguard.models.pretrained import load_teacher, read_state, released_weights
-from edgeguard.runtime.preprocess import Normaliser
+from edgeguard.runtime.preprocess import ImageSpec, Normaliser
 from edgeguard.train.loop import accuracy, fit, resolve_device, seed_everything
 from edgeguard.train.losses import DivQATLoss, Loss, cross_entropy
 from edgeguard.train.quantize import convert_int8, freeze, prepare_qat, qat_qconfig
@@ -49,6 +49,8 @@ class TrainConfig:
     weights: str = ""  # "DEFAULT": torchvision's released weights for `model`, as --teacher
     data_dir: str = "data"
     download: bool = False
+    image_size: int | None = None  # imagefolder: the model's input side (default: data/imagefolder.py's rule)
+    workers: int = 0  # DataLoader processes decoding images ahead of training (0: in this process)
     runs_dir: str = "runs"
     name: str = ""
     method_options: dict[str, Any] = field(default_factory=dict)
@@ -97,7 +99,9 @@ class Run:
         return tuple(self.metrics["input_shape"])
 
     def dataset(self) -> Dataset:
-        return load_dataset(self.config.dataset, self.config.data_dir, self.config.download)
+        """The run's data, decoded exactly as it was for training (the spec its metrics recorded)."""
+        spec = ImageSpec.from_manifest(self.metrics.get("preprocessing", {}), self.input_shape)
+        return load_dataset(self.config.dataset, self.config.data_dir, self.config.download, spec=spec)
 
 
 def _save_model(path: Path, model: torch.nn.Module) -> None:
@@ -113,18 +117,12 @@ def _load_state(path: Path) -> dict:
         raise EdgeguardError(f"checkpoint '{path}' is corrupt or not a state dict ({type(e).__name__}); train the run again") from e
 
 
-def tensors(split, norm: Normaliser) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split's normalised images and labels: the deployed contract (manifest) is what training sees."""
-    return torch.from_numpy(norm(split.x)), torch.from_numpy(split.y)
-
-
-def train_teacher(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, data: Dataset) -> tuple[QuantizableNet, list[float], str]:
-    """The fp32 teacher on normalised inputs: trained, or given (`cfg.teacher` / `cfg.weights`) and
-    fine-tuned only when its classifier head had to be replaced. Returns it, its seconds per epoch
-    and where it came from, in words."""
+def train_teacher(cfg: TrainConfig, data: Dataset, norm: Normaliser) -> tuple[QuantizableNet, list[float], str]:
+    """The fp32 teacher on normalised inputs (the deployed contract is what training sees): trained,
+    or given (`cfg.teacher` / `cfg.weights`) and fine-tuned only when its classifier head had to be
+    replaced. Returns it, its seconds per epoch and where it came from, in words."""
     seed_everything(cfg.seed)  # the initial weights (and a replaced head's) are part of what a seed fixes
     teacher = build_model(cfg.model, data.input_shape, len(data.classes))
-    device = resolve_device(cfg.device)
     source = "trained"
     if cfg.teacher or cfg.weights:
         state = read_state(cfg.teacher) if cfg.teacher else released_weights(teacher, cfg.model)
@@ -132,18 +130,21 @@ def train_teacher(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, data: Data
         if not load_teacher(teacher, state, source):
             return teacher, [], source
         source += f" (classifier head replaced for {len(data.classes)} classes, fine-tuned)"
-    times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.augment_noise, desc="fp32 teacher", device=device)
+    times = fit(
+        teacher, data.train, norm, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift,
+        noise=cfg.augment_noise, desc="fp32 teacher", workers=cfg.workers, device=resolve_device(cfg.device),
+    )  # fmt: skip
     return teacher.cpu(), times, source
 
 
-def train_student(cfg: TrainConfig, teacher: QuantizableNet, x: torch.Tensor, y: torch.Tensor) -> tuple[QuantizableNet, list[float]]:
+def train_student(cfg: TrainConfig, teacher: QuantizableNet, train: Split, norm: Normaliser) -> tuple[QuantizableNet, list[float]]:
     """The fake-quantized student of `teacher`, trained with cfg's method (plain QAT or DivQAT)."""
     qat = prepare_qat(teacher, cfg.backend)
     frozen_from = max(1, cfg.qat_epochs * 3 // 4)
     times = fit(
-        qat, x, y, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
+        qat, train, norm, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
         teacher=teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"{cfg.method}",
-        on_epoch=lambda e: freeze(qat) if e == frozen_from else None, device=resolve_device(cfg.device),
+        on_epoch=lambda e: freeze(qat) if e == frozen_from else None, workers=cfg.workers, device=resolve_device(cfg.device),
     )  # fmt: skip
     teacher.cpu()
     return qat.cpu(), times  # int8 conversion and everything after it run on the CPU
@@ -153,16 +154,14 @@ def train_run(cfg: TrainConfig) -> Run:
     """Train one run end to end and write its folder; its metrics are torch's (export measures the files)."""
     cfg.validate()
     torch.set_num_threads(cfg.threads)
-    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download, image_size=cfg.image_size)
     run_dir = ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
     atomic_write_json(run_dir / "config.json", asdict(cfg))
     norm = Normaliser(data.mean, data.std)
-    x, y = tensors(data.train, norm)
-    xt, yt = tensors(data.test, norm)
 
-    teacher, fp32_times, teacher_source = train_teacher(cfg, x, y, data)
+    teacher, fp32_times, teacher_source = train_teacher(cfg, data, norm)
     _save_model(run_dir / "teacher.pt", teacher)
-    qat, qat_times = train_student(cfg, teacher, x, y)
+    qat, qat_times = train_student(cfg, teacher, data.train, norm)
     _save_model(run_dir / "qat.pt", qat)
     int8 = convert_int8(qat, cfg.backend)
 
@@ -179,11 +178,9 @@ def train_run(cfg: TrainConfig) -> Run:
         "classes": data.classes,
         "mean": data.mean,
         "std": data.std,
-        "accuracy": {
-            "fp32": accuracy(teacher, xt, yt),
-            "fake_quant": accuracy(qat, xt, yt),
-            "int8": accuracy(int8, xt, yt),
-        },
+        "preprocessing": data.preprocessing,  # export copies it into the manifest
+        **({"data": data.notes} if data.notes else {}),  # imagefolder: which rule chose the image size, files skipped
+        "accuracy": {name: accuracy(model, data.test, norm, cfg.workers) for name, model in (("fp32", teacher), ("fake_quant", qat), ("int8", int8))},
         "seconds_per_epoch": {"fp32": median(fp32_times), cfg.method: median(qat_times)},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
