@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 from bench_defenses import machine
-from load_test import Connection, Server, http_request, predict_body, run_async
 
 from edgeguard.attacks.sources import query_set
 from edgeguard.data import Dataset, load_dataset
@@ -46,6 +45,7 @@ from edgeguard.errors import EdgeguardError
 from edgeguard.evaluate.detection import markdown, run_detection
 from edgeguard.export.calibrate import OOD_QUANTILE
 from edgeguard.files import atomic_write_json
+from edgeguard.loopback import Connection, Server, http_request, predict_body, run_async
 from edgeguard.manifest import Manifest
 from edgeguard.monitor import Monitor, MonitorConfig, energy
 from edgeguard.runtime import DeployedModel, softmax

@@ -28,13 +28,11 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: load_test's Server
-from load_test import HOST, Server, predict_body
-
 from edgeguard.bench import machine
 from edgeguard.bench_parity import REFERENCE, write_reference
 from edgeguard.bench_torch import ensure_export
 from edgeguard.files import atomic_write_json
+from edgeguard.loopback import HOST, Server, predict_body
 from edgeguard.manifest import Manifest
 from edgeguard.serve.keys import KeyStore
 

@@ -1,9 +1,10 @@
-"""Real servers on loopback for the serve tests: uvicorn in a thread, or `edgeguard serve` in a process."""
+"""Real servers on loopback for the serve tests: uvicorn in a thread, `edgeguard serve` in a process, redis-server."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 
+from edgeguard.loopback import RedisServer
 from edgeguard.serve import KeyStore, ServeConfig, Service, create_app
 
 HOST = "127.0.0.1"
@@ -90,7 +92,7 @@ def serve(export: Path, keys: Keys) -> Iterator[Any]:
 class ServerProcess:
     """`edgeguard serve` as a subprocess (the real CLI), on a free port."""
 
-    def __init__(self, export: Path, keys: Path, *options: str):
+    def __init__(self, export: Path, keys: str | Path, *options: str):
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         command = "from edgeguard.cli import main; main()"
@@ -124,10 +126,19 @@ class ServerProcess:
 def server_process(export: Path) -> Iterator[Any]:
     started: list[ServerProcess] = []
 
-    def start(keys: Path, *options: str) -> ServerProcess:
+    def start(keys: str | Path, *options: str) -> ServerProcess:
         started.append(ServerProcess(export, keys, *options))
         return started[-1]
 
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own (a free loopback port, its files in tmp_path): never a mock."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server); the Redis key store is tested against a real one")
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
