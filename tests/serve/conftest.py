@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 
 from edgeguard.loopback import RedisServer
+from edgeguard.manifest import Manifest
 from edgeguard.serve import KeyStore, ServeConfig, Service, create_app
 
 HOST = "127.0.0.1"
@@ -28,6 +30,14 @@ STACK = "reverse_sigmoid(beta=0.7, gamma=0.4) | noise(scale=0.05, key=test-secre
 @pytest.fixture(scope="session")
 def export(default_export) -> Path:
     return Path(default_export[0])
+
+
+@pytest.fixture(scope="session")
+def natural(export: Path) -> np.ndarray:
+    """A Knockoff thief's queries: natural photo patches."""
+    from edgeguard.data.natural import natural_patches
+
+    return natural_patches(500, tuple(Manifest.load(export).input_shape), seed=7)
 
 
 def free_port() -> int:
@@ -136,9 +146,13 @@ def server_process(export: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A real redis-server of this test's own (a free loopback port, its files in tmp_path): never a mock."""
+def needs_redis() -> None:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server); the Redis key store is tested against a real one")
+
+
+@pytest.fixture
+def redis_server(needs_redis: None, tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own (a free loopback port, its files in tmp_path): never a mock."""
     with RedisServer(tmp_path / "redis") as server:
         yield server
