@@ -142,17 +142,20 @@ class RedisKeyStore(BaseKeyStore):
             raise EdgeguardError("a redis:// key store needs the redis package: pip install 'edgeguard[fleet]'") from None
         self.location = redacted(url)
         self.errors = redis.RedisError
-        # no retries inside redis-py: a retry would stall the event loop; the next request retries
-        self.client = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0)
-        )
-        self.scripts = {name: self.client.register_script(source) for name, source in (("charge", CHARGE), ("insert", INSERT), ("update", UPDATE), ("records", RECORDS))}
         self.down_until = 0.0  # time.monotonic() before which calls fail without trying
         self.outage: str | None = None  # the error that took the store down, until a call succeeds
         try:  # not through _call: a command line that cannot reach Redis needs one sentence, not a server's log line
+            # One connection, reconnected by the next command after a failure: no pool to check a
+            # connection out of per command (a third of a round trip on loopback). No retries inside
+            # redis-py: a retry would stall the event loop; the next request retries.
+            self.client = redis.Redis.from_url(
+                url, decode_responses=True, single_connection_client=True,
+                socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+            )  # fmt: skip
             schema = self.client.get(PREFIX + "schema")
         except self.errors as e:
             raise KeysUnavailable(self._unreachable(e), RETRY_AFTER_S) from e
+        self.scripts = {name: self.client.register_script(source) for name, source in (("charge", CHARGE), ("insert", INSERT), ("update", UPDATE), ("records", RECORDS))}
         if schema is None and not create:
             raise EdgeguardError(f"no edgeguard keys at '{self.location}'; create a key first: edgeguard keys add NAME --budget N --db URL")
         if schema not in (None, SCHEMA_VERSION):
