@@ -77,8 +77,7 @@ def create_app(service: Service) -> Starlette:
         return json_response({"live": True})
 
     async def ready(request: Request) -> Response:
-        if not service.store.available():  # the model was verified and warmed up before binding
-            raise KeysUnavailable("the key store cannot be reached", 1)
+        service.store.ping()  # the model was verified and warmed up before binding
         return json_response({"ready": True})
 
     async def model_ready(request: Request) -> Response:

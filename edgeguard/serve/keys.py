@@ -195,9 +195,8 @@ class BaseKeyStore(ABC):
             raise EdgeguardError(f"no key named '{name}' in '{self.location}'; `edgeguard keys list --db {self.location}` shows them")
         raise EdgeguardError(unchanged)
 
-    def available(self) -> bool:
-        """Whether charges can be made now (`/v2/health/ready`)."""
-        return True
+    def ping(self) -> None:
+        """Raise KeysUnavailable unless charges can be made now (`/v2/health/ready`)."""
 
     def serving(self) -> contextlib.AbstractContextManager[None]:
         """What the store runs beside a server, for the server's lifetime."""

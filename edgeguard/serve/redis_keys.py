@@ -185,12 +185,8 @@ class RedisKeyStore(BaseKeyStore):
     def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self._call(self.scripts[name], keys=keys, args=args)
 
-    def available(self) -> bool:
-        try:
-            self._call(self.client.ping)
-        except KeysUnavailable:
-            return False
-        return True
+    def ping(self) -> None:
+        self._call(self.client.ping)
 
     def close(self) -> None:
         self.client.close()

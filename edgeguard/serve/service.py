@@ -184,8 +184,7 @@ class Service:
     def save_flags(self) -> None:
         """Persist the monitor's flags; those the store cannot take now wait for the next call
         (the monitor raises a flag once, so dropping one would let the key go unflagged)."""
-        while self.unsaved_flags:
-            name, reason = next(iter(self.unsaved_flags.items()))
+        for name, reason in list(self.unsaved_flags.items()):
             try:
                 self.store.flag(name, reason)
             except KeysUnavailable:
