@@ -153,9 +153,12 @@ class RedisKeyStore(BaseKeyStore):
                 socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0),
             )  # fmt: skip
             schema = self.client.get(PREFIX + "schema")
+        except ValueError as e:  # a malformed URL, not repeated here: it may hold the password
+            raise EdgeguardError(f"--keys is not a valid Redis URL ({e}); expected redis://[:password@]host:port/db or rediss://...") from None
         except self.errors as e:
             raise KeysUnavailable(self._unreachable(e), RETRY_AFTER_S) from e
-        self.scripts = {name: self.client.register_script(source) for name, source in (("charge", CHARGE), ("insert", INSERT), ("update", UPDATE), ("records", RECORDS))}
+        # registered scripts are sent by their sha1; redis-py loads one again if Redis restarted without it
+        self.charge_script, self.insert_script, self.update_script, self.records_script = map(self.client.register_script, (CHARGE, INSERT, UPDATE, RECORDS))
         if schema is None and not create:
             raise EdgeguardError(f"no edgeguard keys at '{self.location}'; create a key first: edgeguard keys add NAME --budget N --db URL")
         if schema not in (None, SCHEMA_VERSION):
@@ -182,9 +185,6 @@ class RedisKeyStore(BaseKeyStore):
     def _unreachable(self, error: object) -> str:
         return f"cannot reach the keys store at '{self.location}' ({error}); check that Redis runs there, and the URL's host, port, password and TLS settings"
 
-    def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return self._call(self.scripts[name], keys=keys, args=args)
-
     def ping(self) -> None:
         self._call(self.client.ping)
 
@@ -196,14 +196,14 @@ class RedisKeyStore(BaseKeyStore):
     ) -> bool:
         limits = [v for field, value in (("budget", budget), ("daily", daily), ("rate", rate), ("burst", burst)) if value is not None for v in (field, repr(value))]
         keys = [PREFIX + "name:" + name, PREFIX + "key:" + key_hash, PREFIX + "names", PREFIX + "schema"]
-        return bool(self._script("insert", keys, [name, key_hash, created, SCHEMA_VERSION, *limits]))
+        return bool(self._call(self.insert_script, keys=keys, args=[name, key_hash, created, SCHEMA_VERSION, *limits]))
 
     def _update(self, name: str, values: dict[str, str | None], guard: str, present: bool) -> bool:
         pairs = [v for field, value in values.items() for v in (field, value or "")]
-        return bool(self._script("update", [PREFIX + "name:" + name], [PREFIX + "key:", guard, "1" if present else "0", *pairs]))
+        return bool(self._call(self.update_script, keys=[PREFIX + "name:" + name], args=[PREFIX + "key:", guard, "1" if present else "0", *pairs]))
 
     def records(self) -> list[KeyRecord]:
-        rows = self._script("records", [PREFIX + "names"], [PREFIX + "name:", PREFIX + "key:"])
+        rows = self._call(self.records_script, keys=[PREFIX + "names"], args=[PREFIX + "name:", PREFIX + "key:"])
         return sorted((record(dict(zip(row[::2], row[1::2]))) for row in rows), key=lambda r: r.name)
 
     def record_named(self, name: str) -> KeyRecord | None:
@@ -219,7 +219,7 @@ class RedisKeyStore(BaseKeyStore):
 
     def charge(self, key: str, n: int, day: str, rate: float | None = None, burst: int | None = None) -> Charge:
         limit = ("", "") if rate is None or burst is None else (repr(float(rate)), str(burst))
-        outcome = self._script("charge", [PREFIX + "key:" + hash_key(key)], [n, day, *limit])
+        outcome = self._call(self.charge_script, keys=[PREFIX + "key:" + hash_key(key)], args=[n, day, *limit])
         if outcome[0] == "wait":
             return Charge(False, float(outcome[1]))
         return Charge(outcome[0] == "ok")
