@@ -92,7 +92,9 @@ def test_tls_and_a_password_through_the_cli(tmp_path: Path, certificate, needs_r
         assert r.exit_code == 0, r.output
         key = r.stdout.strip()
         assert "created key 'alice' in rediss://:***@127.0.0.1" in r.stderr and "s3cret-pw" not in r.output
-        assert open_store(server.url).lookup(key).budget == 5
+        store = open_store(server.url)
+        assert store.lookup(key).budget == 5
+        assert store.location.startswith("rediss://:***@127.0.0.1:") and "s3cret-pw" not in store.location  # what `serve` prints
         r = runner.invoke(main, ["keys", "list", "--db", server.url])
         assert r.exit_code == 0 and r.stdout.splitlines()[1].split()[:4] == ["alice", "active", "0", "5"]
         with pytest.raises(KeysUnavailable, match="cannot reach the keys store") as e:
