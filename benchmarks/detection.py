@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from edgeguard.attacks.sources import query_set
-from edgeguard.bench.http_load import Connection, Server, http_request, predict_body, run_async
+from edgeguard.bench.loopback import Connection, Server, http_request, predict_body, run_async
 from edgeguard.bench.timing import machine
 from edgeguard.data import Dataset, load_dataset
 from edgeguard.data.shifts import random_shifts, shifted

@@ -27,8 +27,7 @@ machine), and inside the server without HTTP (`Service.predict` + JSON for the t
 turn, in this process), where the stack runs with caches cold from the rest of the request.
 
 Bounded: each phase stops after its request count or --max-seconds, whichever comes first. Only
-127.0.0.1 is ever contacted. The client is a minimal HTTP/1.1 keep-alive client on asyncio streams,
-so that on a 2-core machine the load generator costs less CPU than the server it measures.
+127.0.0.1 is ever contacted (the server process and the client: edgeguard.bench.loopback).
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ import numpy as np
 import orjson
 
 from edgeguard.bench.defenses import BATCHES, STACK
-from edgeguard.bench.http_load import Connection, Server, drive, http_request, infer_body, percentiles_us, predict_body, run_async
+from edgeguard.bench.loopback import Server, alternate, drive, http_request, infer_body, paired_difference_us, percentiles_us, predict_body, run_async
 from edgeguard.bench.timing import machine
 from edgeguard.bench.timing import median_us as bench_median_us
 from edgeguard.defenses import parse_stack
@@ -173,10 +172,10 @@ def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Pa
     weights = np.array([c.weight for c in cases], np.float64)
     plan = rng.choice(len(cases), size=args.requests, p=weights / weights.sum()).tolist()
     single = next(i for i, c in enumerate(cases) if c.kind == "predict_1")
+    raws = [c.raw for c in cases]
 
     with Server(export, keys_db, defense, args.max_batch) as server:
         deadline = time.monotonic() + args.max_seconds
-        raws = [c.raw for c in cases]
         warm, _ = run_async(drive(server.port, [single] * 50, raws, 1, deadline))
         seq, _ = run_async(drive(server.port, [single] * args.latency_requests, raws, 1, deadline))
         deadline = time.monotonic() + args.max_seconds
@@ -205,25 +204,6 @@ def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Pa
         "server_overhead_p50_us": round(latency["p50_us"] - bare["onnxruntime_session_run_p50_us"], 1),
         "checks": checks,
     }
-
-
-async def alternate(ports: list[int], raws: list[bytes], rounds: int) -> list[list[tuple[int, bytes, int]]]:
-    """Send raws[j] to ports[j] for each j in turn, `rounds` times (which goes first alternates)."""
-    conns = [Connection(port) for port in ports]
-    results: list[list[tuple[int, bytes, int]]] = [[] for _ in ports]
-    for i in range(rounds):
-        for j in range(len(ports)) if i % 2 == 0 else reversed(range(len(ports))):
-            start = time.perf_counter_ns()
-            status, body = await conns[j].send(raws[j])
-            results[j].append((status, body, time.perf_counter_ns() - start))
-    for conn in conns:
-        conn.close()
-    return results
-
-
-def paired_difference_us(first: list[int], second: list[int]) -> float:
-    """Median over pairs of second - first (ns in, us out): what one side adds, with the noise paired away."""
-    return statistics.median(b - a for a, b in zip(first, second)) / 1e3
 
 
 def defense_overhead(export: Path, defense: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import numpy as np
 import orjson
 
 from edgeguard.bench.defenses import synthetic_export
-from edgeguard.bench.http_load import Server, drive, http_request, percentiles_us, predict_body, run_async
+from edgeguard.bench.loopback import Server, drive, http_request, percentiles_us, predict_body, run_async
 from edgeguard.bench.timing import machine, median_us
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write_json

@@ -254,7 +254,8 @@ def _latest_run(runs_dir: Path) -> Path:
 
 KEYS_DB = click.option(
     "--db", "--keys", "db", default="keys.db", show_default=True, envvar="EDGEGUARD_KEYS", type=click.Path(dir_okay=False),
-    help="API keys database (SQLite); default: keys.db in the current folder, or $EDGEGUARD_KEYS.",
+    help="API key store: a SQLite file, or redis://[:password@]host:port/db (rediss:// for TLS) shared by a fleet; "
+    "default: keys.db in the current folder, or $EDGEGUARD_KEYS (the place for a URL with a password).",
 )
 
 
@@ -315,10 +316,11 @@ def keys_group() -> None:
 @click.option("--burst", type=int, help="Bucket size in items (default: one second of --rate).")
 def keys_add(name: str, db: str, **limits: Any) -> None:
     """Create a key; prints it once on stdout (only its sha256 is stored)."""
-    from edgeguard.serve.keys import KeyStore
+    from edgeguard.serve.stores import open_store
 
-    key = KeyStore(db, create=True).add(name, **limits)
-    click.echo(f"created key '{name}' in {db}; it is shown only now, store it:", err=True)
+    store = open_store(db, create=True)
+    key = store.add(name, **limits)
+    click.echo(f"created key '{name}' in {store.location}; it is shown only now, store it:", err=True)
     click.echo(key)
 
 
@@ -326,9 +328,10 @@ def keys_add(name: str, db: str, **limits: Any) -> None:
 @KEYS_DB
 def keys_list(db: str) -> None:
     """Every key with its limits, usage and monitor flag (never the key itself)."""
-    from edgeguard.serve.keys import KeyStore, utc_day, utc_now
+    from edgeguard.serve.keys import utc_day, utc_now
+    from edgeguard.serve.stores import open_store
 
-    records, today = KeyStore(db).records(), utc_day(utc_now())
+    records, today = open_store(db).records(), utc_day(utc_now())
 
     def limit(value: Any) -> str:
         return "-" if value is None else f"{value:g}"
@@ -350,10 +353,11 @@ def keys_list(db: str) -> None:
 @KEYS_DB
 def keys_revoke(name: str, db: str) -> None:
     """Revoke a key: its next request gets 403, even on a running server."""
-    from edgeguard.serve.keys import KeyStore
+    from edgeguard.serve.stores import open_store
 
-    KeyStore(db).revoke(name)
-    click.echo(f"revoked key '{name}' in {db}")
+    store = open_store(db)
+    store.revoke(name)
+    click.echo(f"revoked key '{name}' in {store.location}")
 
 
 @keys_group.command("clear-flag")
@@ -361,7 +365,8 @@ def keys_revoke(name: str, db: str) -> None:
 @KEYS_DB
 def keys_clear_flag(name: str, db: str) -> None:
     """Lift the monitor's flag from a key after review; a running server watches it afresh from its next query."""
-    from edgeguard.serve.keys import KeyStore
+    from edgeguard.serve.stores import open_store
 
-    KeyStore(db).clear_flag(name)
-    click.echo(f"cleared the flag of key '{name}' in {db}")
+    store = open_store(db)
+    store.clear_flag(name)
+    click.echo(f"cleared the flag of key '{name}' in {store.location}")

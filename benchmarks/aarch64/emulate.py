@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeguard.bench.http_load import HOST, Server, predict_body
+from edgeguard.bench.loopback import HOST, Server, predict_body
 from edgeguard.bench.parity import REFERENCE, write_reference
 from edgeguard.bench.timing import machine
 from edgeguard.export.pipeline import default_export

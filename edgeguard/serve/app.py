@@ -1,7 +1,7 @@
 """The HTTP face of a `Service`: starlette routes, body limits, JSON errors, request metrics.
 
 Routes (docs/serving.md has examples):
-    GET  /v2/health/live, /v2/health/ready, /v2/models/{name}/ready   no key
+    GET  /v2/health/live, /v2/health/ready, /v2/models/{name}/ready   no key (ready: and the key store)
     GET  /v2                                                           server metadata + model name, no key
     GET  /v2/models/{name}                                             metadata
     POST /v2/models/{name}/infer                                       Open Inference Protocol (v2)
@@ -10,8 +10,13 @@ Routes (docs/serving.md has examples):
 
 Endpoints run on the event loop itself, not in a thread pool: a query on these models takes tens of
 microseconds of onnxruntime, less than handing it to a thread would cost, and one loop thread makes
-the service's state (rate buckets, counters, the SQLite connection, the monitor) single-threaded by
-construction. The monitor runs as each answer's background task, after its last byte is sent.
+the service's state (rate buckets, counters, the key store's connection, the monitor) single-threaded
+by construction. A Redis key store is a blocking round trip on that loop too: on loopback it costs
+less than a thread hop, and it bounds how long one can take (redis_keys.TIMEOUT_S). The monitor runs
+as each answer's background task, after its last byte is sent.
+
+A key store that cannot be reached (`KeysUnavailable`) turns every request that needs a key into a
+503 with Retry-After, and /v2/health/ready into a 503: nothing is answered without a charge.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edgeguard.serve.keys import Checkpointer
+from edgeguard.serve.keys import KeysUnavailable
 from edgeguard.serve.prometheus import CONTENT_TYPE
 from edgeguard.serve.protocol import ClientError, dumps
 from edgeguard.serve.service import Service
@@ -73,7 +78,8 @@ def create_app(service: Service) -> Starlette:
         return json_response({"live": True})
 
     async def ready(request: Request) -> Response:
-        return json_response({"ready": True})  # the model was verified and warmed up before binding
+        service.store.ping()  # the model was verified and warmed up before binding
+        return json_response({"ready": True})
 
     async def model_ready(request: Request) -> Response:
         service.check_model(request.path_params["name"])
@@ -108,6 +114,12 @@ def create_app(service: Service) -> Starlette:
         service.metrics.rejected[exc.reason] += 1
         return json_response({"error": exc.message}, exc.status, exc.headers)
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        """503: the key store is down; its address and the error are in the server's log, not here."""
+        assert isinstance(exc, KeysUnavailable)
+        message = f"the server cannot check API keys and budgets right now (its key store is unreachable); retry in {exc.retry_after} s"
+        return await refused(request, ClientError(503, "unavailable", message, {"Retry-After": str(exc.retry_after)}))
+
     async def http_error(request: Request, exc: Exception) -> Response:
         """The router's own 404 / 405, in the same JSON shape as every other error."""
         assert isinstance(exc, HTTPException)
@@ -129,13 +141,11 @@ def create_app(service: Service) -> Starlette:
     ]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        checkpointer = Checkpointer(service.store.path).start()  # the serving connection makes none
-        try:
+        with service.store.serving():
             yield
-        finally:
-            checkpointer.stop()
 
-    app = Starlette(routes=routes, exception_handlers={ClientError: refused, HTTPException: http_error}, lifespan=lifespan)
+    handlers = {ClientError: refused, KeysUnavailable: unavailable, HTTPException: http_error}
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     templates = {route.endpoint: route.path for route in routes}
     return RequestMetrics(app, service, templates)
 

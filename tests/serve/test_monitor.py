@@ -36,14 +36,6 @@ def local(export: Path) -> DeployedModel:
 
 
 @pytest.fixture(scope="module")
-def natural(local: DeployedModel) -> np.ndarray:
-    """A Knockoff thief's queries: natural photo patches."""
-    from edgeguard.data.natural import natural_patches
-
-    return natural_patches(500, local.input_shape, seed=7)
-
-
-@pytest.fixture(scope="module")
 def digits() -> np.ndarray:
     """An honest user's queries: the test split."""
     from edgeguard.data import load_dataset
