@@ -94,10 +94,10 @@ def test_every_route_answers_files_as_the_local_model_answers_their_decode(serve
 
 
 def test_server_decode_equals_the_training_sides_within_one_int8_step(serve, keys, local, tmp_path, torch_threads):
-    """The training side reads files with the same ImageSpec and normalises with train.run.tensors."""
-    from edgeguard.data.base import Split
+    """The training side reads files with the same ImageSpec and normalises them in its loader (train.loop)."""
+    from edgeguard.data.base import ArraySplit
     from edgeguard.runtime.preprocess import ImageSpec, Normaliser
-    from edgeguard.train.run import tensors
+    from edgeguard.train.loop import loader
 
     paths = []
     for name, data in good_files().items():
@@ -108,7 +108,8 @@ def test_server_decode_equals_the_training_sides_within_one_int8_step(serve, key
     x_train = np.stack([training_spec.load(p) for p in paths])
     x_served_decode = np.stack([local.image_spec.load(p.read_bytes()) for p in paths])
     np.testing.assert_array_equal(x_served_decode, x_train)  # the same pixels, bit for bit
-    normalised_train = tensors(Split(x_train, np.zeros(len(paths), np.int64)), Normaliser(manifest.mean, manifest.std))[0].numpy()
+    split = ArraySplit(x_train, np.zeros(len(paths), np.int64))
+    normalised_train = next(iter(loader(split, Normaliser(manifest.mean, manifest.std), [list(range(len(paths)))])))[0].numpy()
     step = 1 / (255 * min(manifest.std))  # one step of the model's uint8 input quantisation, in normalised units
     assert np.abs(normalised_train - local.normalise(x_served_decode)).max() <= step
     url = serve()
