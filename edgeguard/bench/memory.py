@@ -55,7 +55,7 @@ def measure(folder: str, format: str, precision: str, batch: int, calls: int) ->
     else:  # torch's own modules
         from edgeguard.bench.torch_side import torch_loader
 
-        load = torch_loader(manifest, precision)
+        load = torch_loader(manifest, folder, precision)
     x = np.random.default_rng(0).random((batch, *manifest.input_shape), dtype=np.float32)
     after_import = status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # peak := current, so only what follows counts

@@ -104,3 +104,39 @@ def peak(info: dict[str, str] | None = None) -> dict[str, Any]:
         "clock_ghz": ghz, "clock_source": clock_source, "why": why,
         "int8_gmacs_per_core": round(int8 * ghz, 1) if ghz else None, "fp32_gmacs_per_core": round(fp32 * ghz, 1) if ghz else None,
     }  # fmt: skip
+
+
+def gemm_ceiling(m: int = 256, k: int = 1024, n: int = 256, runs: int = 30) -> dict[str, Any]:
+    """What onnxruntime's own GEMM kernels reach here on one thread: int8 (MatMulInteger, u8 x s8, the
+    kernel QLinearConv and QGemm call) and fp32 (MatMul), timed in turn; a measured limit beside the
+    instruction tables' (on a shared machine, also a reading of how much of a core this run got).
+    Needs the onnx package to build the two one-node graphs."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edgeguard.bench.timing import interleaved
+
+    def session(op: str, a_type: int, b_type: int) -> Any:
+        graph = helper.make_graph(
+            [helper.make_node(op, ["a", "b"], ["y"])], op,
+            [helper.make_tensor_value_info("a", a_type, [m, k]), helper.make_tensor_value_info("b", b_type, [k, n])],
+            [helper.make_tensor_value_info("y", TensorProto.INT32 if op == "MatMulInteger" else TensorProto.FLOAT, [m, n])],
+        )  # fmt: skip
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+    rng = np.random.default_rng(0)
+    feeds = {
+        "int8": (session("MatMulInteger", TensorProto.UINT8, TensorProto.INT8),
+                 {"a": rng.integers(0, 256, (m, k), dtype=np.uint8), "b": rng.integers(-64, 64, (k, n), dtype=np.int8)}),
+        "fp32": (session("MatMul", TensorProto.FLOAT, TensorProto.FLOAT),
+                 {"a": rng.random((m, k), dtype=np.float32), "b": rng.random((k, n), dtype=np.float32)}),
+    }  # fmt: skip
+    samples = interleaved({p: (lambda s=s, f=f: s.run(None, f)) for p, (s, f) in feeds.items()}, runs, 3)
+    return {
+        "shape_m_k_n": [m, k, n], "threads": 1,
+        **{f"{p}_gmacs_per_s": round(m * k * n / (float(np.median(t)) / 1e9) / 1e9, 2) for p, t in samples.items()},
+    }  # fmt: skip

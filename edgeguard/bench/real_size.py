@@ -42,7 +42,7 @@ CLASSES = 1000
 CALIBRATION = 64  # natural-image patches: BN statistics, activation ranges, both peers' calibration, agreement
 CALIBRATION_SEED = 77
 BACKEND = "x86"
-TORCH_FILES = {"fp32": "torch.fp32.pt", "int8": "torch.int8.pt"}  # whole pickled modules: torch_side loads them
+TORCH_FILES = {"fp32": "torch.fp32.pt", "int8": "torch.int8.pt"}  # TorchScript modules: torch_side loads them
 
 
 def calibration_images(size: int, n: int = CALIBRATION) -> np.ndarray:
@@ -156,8 +156,9 @@ def real_size_export(name: str, size: int, out: str | Path, formats: tuple[str, 
     for entry in [*manifest.models, *(e for _, e in peers)]:
         logits = DeployedModel.open(manifest, entry, folder).logits(images)
         entry.verified = {"calibration_vs_fp32": {**compare(reference, logits), "sqnr_db": sqnr_db(reference, logits)}}
-    torch.save(fp32, folder / TORCH_FILES["fp32"])
-    torch.save(int8, folder / TORCH_FILES["int8"])
+    example = torch.from_numpy(calibration[:1])
+    for precision, module in (("fp32", fp32), ("int8", int8)):  # TorchScript: eager int8 modules do not unpickle
+        torch.jit.save(torch.jit.trace(module, example), str(folder / TORCH_FILES[precision]))
     manifest.extra |= {"peers": [{"label": label, **asdict(e)} for label, e in peers], "not_written": skipped}
     manifest.save(folder)
     return folder
