@@ -94,7 +94,7 @@ class Server:
 
     def __init__(
         self, export: Path, keys: Path, defense: str, max_batch: int,
-        python: tuple[str, ...] = (sys.executable,), env: dict[str, str] | None = None, timeout: float = 60.0,
+        python: tuple[str, ...] = (sys.executable,), env: dict[str, str] | None = None, timeout: float = 60.0, precision: str = "int8",
     ):  # fmt: skip
         self.port = free_port()
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
@@ -102,7 +102,7 @@ class Server:
         command = "from edgeguard.cli import main; main()"
         self.args = [
             *python, "-c", command, "serve", str(export), "--keys", str(keys), "--defense", defense,
-            "--host", HOST, "--port", str(self.port), "--threads", "1", "--max-batch", str(max_batch),
+            "--host", HOST, "--port", str(self.port), "--threads", "1", "--max-batch", str(max_batch), "--precision", precision,
         ]
 
     def __enter__(self) -> "Server":
@@ -126,3 +126,59 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The kernel's peak resident set (VmHWM) of a running process: what serving a model has needed so far."""
+    from edgeguard.bench.memory import status_kb
+
+    return round(status_kb("VmHWM", Path(f"/proc/{pid}/status")) / 1024, 1)
+
+
+async def closed_loop(port: int, raw: bytes, clients: int, requests: int) -> tuple[list[int], list[int], float]:
+    """`requests` copies of one request from `clients` keep-alive connections, each sending its next as
+    soon as it has an answer; (statuses, round trips in ns, seconds for all)."""
+    left = iter(range(requests))
+    statuses: list[int] = []
+    times: list[int] = []
+
+    async def client() -> None:
+        conn = Connection(port)
+        for _ in left:  # shared: each request goes to whichever client is free
+            start = time.perf_counter_ns()
+            status, _ = await conn.send(raw)
+            times.append(time.perf_counter_ns() - start)
+            statuses.append(status)
+        conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return statuses, times, time.perf_counter() - start
+
+
+def serve_throughput(export: Path, keys: Path, precision: str, clients: tuple[int, ...] = (1, 8), requests: int = 32) -> dict[str, Any]:
+    """`edgeguard serve` (one onnxruntime thread, no defense) answering single-image /predict requests with
+    JSON bodies: requests/s and p50/p99 per number of concurrent clients, the server's peak RSS, and
+    its overhead over a bare onnxruntime call on the same input (p50 at 1 client - bare p50)."""
+    from edgeguard.bench.timing import median_us, percentiles_ms
+    from edgeguard.runtime import DeployedModel
+    from edgeguard.serve.keys import KeyStore
+
+    model = DeployedModel.load(export, precision, threads=1)
+    x = np.random.default_rng(0).random((1, *model.input_shape), dtype=np.float32)
+    key = KeyStore(keys, create=True).add(f"throughput-{precision}")  # no budget, no rate limit: measure the server
+    raw = http_request("/predict", predict_body(x[0]), key)
+    normalised = model.normalise(x)
+    out: dict[str, Any] = {"precision": precision, "file": model.entry.file, "body_bytes": len(raw), "by_clients": {}}
+    with Server(export, keys, "none", 1, precision=precision) as server:
+        run_async(closed_loop(server.port, raw, 1, 3))  # warm-up: the first requests load caches and the session's arena
+        for n in clients:
+            statuses, times, seconds = run_async(closed_loop(server.port, raw, n, max(requests, 2 * n)))
+            if set(statuses) != {200}:
+                raise EdgeguardError(f"the server answered {sorted(set(statuses))} to valid requests")
+            out["by_clients"][str(n)] = {"requests": len(times), "requests_per_s": round(len(times) / seconds, 2), **percentiles_ms(times)}
+        out["server_peak_rss_mb"] = peak_rss_mb(server.proc.pid)
+    bare_ms = median_us(lambda: model.backend.logits(normalised), max(5, requests // 2), 2) / 1e3
+    out["bare_onnxruntime_p50_ms"] = round(bare_ms, 3)
+    out["server_overhead_p50_ms"] = round(out["by_clients"][str(clients[0])]["p50_ms"] - bare_ms, 3)
+    return out

@@ -28,10 +28,10 @@ from edgeguard.errors import EdgeguardError
 from edgeguard.formats import FORMATS
 
 
-def status_kb(field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+def status_kb(field: str, status: Path = Path("/proc/self/status")) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", status.read_text(), re.MULTILINE)
     if not match:
-        raise EdgeguardError(f"/proc/self/status has no {field}: peak memory is measured on Linux only")
+        raise EdgeguardError(f"{status} has no {field}: peak memory is measured on Linux only")
     return int(match.group(1))
 
 

@@ -91,9 +91,9 @@ def contenders(folder: str | Path, torch: bool | None = None) -> tuple[list[Cont
 
 def bench_export(
     folder: str | Path, batches: tuple[int, ...] = (1, 8, 64), threads: tuple[int, ...] = (1, 0), runs: int = 200,
-    warmup: int = 20, torch: bool | None = None, memory: bool = False,
+    warmup: int = 20, torch: bool | None = None, memory: bool = False, min_runs: int = 20,
 ) -> dict[str, Any]:  # fmt: skip
-    """Time every contender of an export folder. threads 0 means all cores; batch b gets runs // b calls (at least 20).
+    """Time every contender of an export folder. threads 0 means all cores; batch b gets runs // b calls (at least min_runs).
 
     A contender whose runtime is not installed (e.g. TFLite without its package) is skipped and
     listed with the reason. memory=True also measures each one's peak RSS in a fresh process.
@@ -121,7 +121,7 @@ def bench_export(
         models = {c.name: c.load(n) for c in ready}
         for batch in batches:
             x = rng.random((batch, *manifest.input_shape), dtype=np.float32)
-            samples = interleaved({name: (lambda f=f, x=x: f(x)) for name, f in models.items()}, max(20, runs // batch), warmup)
+            samples = interleaved({name: (lambda f=f, x=x: f(x)) for name, f in models.items()}, max(min_runs, runs // batch), warmup)
             for c in ready:
                 p = percentiles_ms(samples[c.name])
                 rows.append({
