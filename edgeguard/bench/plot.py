@@ -1,4 +1,5 @@
-"""The benchmark as a picture: p50 latency against batch size, one line per runtime and precision.
+"""The benchmarks as pictures: p50 latency against batch size, one line per runtime and precision; and
+for the real-size models, where int8 starts to pay and how close each contender comes to the CPU's peak.
 
 matplotlib is imported here only (the train extra has it; a device need not).
 """
@@ -38,7 +39,13 @@ def plot_latency(result: dict[str, Any], path: str | Path) -> Path:
     axes[0][0].set_ylabel("p50 latency per call (ms)")
     axes[0][-1].legend(fontsize=8)
     m = result["machine"]
-    fig.suptitle(f"{result['export']}: {m['processor']}, {m['cpu_count']} CPUs, {m['machine']}", fontsize=10)
+    return _save(fig, f"{result['export']}: {m['processor']}, {m['cpu_count']} CPUs, {m['machine']}", path)
+
+
+def _save(fig: Any, title: str, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
     plt.close(fig)
@@ -85,8 +92,4 @@ def plot_real_size(results: dict[str, Any], path: str | Path) -> Path:
     right.set(ylabel="G MAC/s at p50 (1 thread, batch 1)", title="achieved rate vs the CPU's peak")
     right.legend(fontsize=6, ncol=2)
     m = results["machine_at_start"]
-    fig.suptitle(f"{m['processor']}, {m['cpu_count']} CPUs, load average {m['load_average_1_5_15_min']} (random weights)", fontsize=9)
-    fig.tight_layout()
-    out = atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
-    plt.close(fig)
-    return out
+    return _save(fig, f"{m['processor']}, {m['cpu_count']} CPUs, load average {m['load_average_1_5_15_min']} (random weights)", path)
