@@ -81,7 +81,7 @@ def test_parity_against_its_own_reference_is_exact(default_export, tmp_path):
     assert all(r["exact"] and r["test"]["n"] > 100 and r["ood"]["n"] == 500 for r in result["models"].values())
 
 
-@pytest.mark.parametrize("module", ["edgeguard.bench.models", "edgeguard.bench.memory", "edgeguard.bench.parity", "edgeguard.bench.http_load"])
+@pytest.mark.parametrize("module", ["edgeguard.bench.models", "edgeguard.bench.memory", "edgeguard.bench.parity", "edgeguard.bench.http_load", "edgeguard.bench.peak", "edgeguard.bench.macs"])
 def test_device_side_bench_modules_do_not_import_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
