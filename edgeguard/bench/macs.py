@@ -18,6 +18,15 @@ CONV = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
 MATMUL = {"MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3), "Gemm": (0, 1), "QGemm": (0, 3)}
 
 
+def available() -> bool:
+    """Whether the onnx package (the train extra, not a device's) is here: counting and the GEMM ceiling build on it."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _shapes(model: Any) -> dict[str, list[int | None]]:
     """Every tensor's shape after shape inference (None for a symbolic dimension such as the batch)."""
     import onnx

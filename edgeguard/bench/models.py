@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeguard.bench.macs import available as macs_available
+from edgeguard.bench.macs import count_macs
 from edgeguard.bench.peak import peak
 from edgeguard.bench.timing import interleaved, machine, percentiles_ms, time_calls
 from edgeguard.errors import EdgeguardError
@@ -110,7 +112,7 @@ def bench_export(
         ready.append(c)
     work = network_macs(folder, manifest)
     limit = peak()
-    if importlib.util.find_spec("onnx") is not None:
+    if macs_available():
         from edgeguard.bench.peak import gemm_ceiling
 
         limit["measured_gemm_ceiling"] = gemm_ceiling()  # at the start of the run: the same load as what follows
@@ -146,9 +148,8 @@ def network_macs(folder: str | Path, manifest: Manifest) -> dict[str, Any]:
     """MACs per image of the export's network, counted from its fp32 file of the default format (every file
     of an export holds the same network; each such file's own count is listed to show it)."""
     counted = [e for e in manifest.models + [e for _, e in peer_entries(manifest)] if e.format == DEFAULT]
-    if not counted or importlib.util.find_spec("onnx") is None:
-        return {"macs": None, "reason": f"needs a {DEFAULT} file and the onnx package (pip install onnx)"}
-    from edgeguard.bench.macs import count_macs
+    if not counted or not macs_available():
+        return {"macs": None, "reason": f"needs a {DEFAULT} file and the onnx package (the train extra)"}
 
     each = {e.file: count_macs(Path(folder) / e.file) for e in counted}
     source = next((e.file for e in counted if e.precision == "fp32"), counted[0].file)
