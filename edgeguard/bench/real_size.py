@@ -90,11 +90,11 @@ def int8_pair(name: str, calibration: torch.Tensor, seed: int = 0) -> tuple[nn.M
     return fp32, convert_int8(qat, BACKEND)
 
 
-def sqnr_db(reference: np.ndarray, logits: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio of the logits, in dB: with random weights the top classes are
-    nearly tied, so argmax agreement is mostly noise and this is the steadier measure of fidelity."""
+def sqnr_db(reference: np.ndarray, logits: np.ndarray) -> float | None:
+    """Signal-to-quantization-noise ratio of the logits, in dB (None: identical): with random weights the top
+    classes are nearly tied, so argmax agreement is mostly noise and this is the steadier measure of fidelity."""
     noise = float(np.sum((reference.astype(np.float64) - logits) ** 2))
-    return round(10 * np.log10(float(np.sum(reference.astype(np.float64) ** 2)) / noise), 2) if noise else float("inf")
+    return round(10 * np.log10(float(np.sum(reference.astype(np.float64) ** 2)) / noise), 2) if noise else None
 
 
 def _entry(folder: Path, file: str, format: str, precision: str, quantization: dict[str, Any]) -> ModelEntry:
