@@ -37,10 +37,10 @@ def test_cli_bench_writes_json_markdown_plot_and_memory(default_export, tmp_path
 
 
 def test_ratios_pair_each_runtime_with_fp32_and_with_ort():
-    def row(runtime, precision, ms, size):
-        return {"runtime": runtime, "precision": precision, "threads": 1, "batch": 1, "p50_ms": ms, "size_bytes": size}
+    def row(runtime, fmt, precision, ms, size):
+        return {"runtime": runtime, "format": fmt, "precision": precision, "threads": 1, "batch": 1, "p50_ms": ms, "size_bytes": size}
 
-    rows = [row("ORT", "fp32", 2.0, 400), row("ORT", "int8", 1.0, 100), row("TFLite", "int8", 0.5, 50)]
+    rows = [row("ORT", "onnx", "fp32", 2.0, 400), row("ORT", "onnx", "int8", 1.0, 100), row("TFLite", "tflite", "int8", 0.5, 50)]
     got = {r["ratio"]: (r["latency_p50"], r["size"]) for r in ratios(rows)}
     assert got == {"int8/fp32 ORT": (0.5, 0.25), "TFLite/ORT int8": (0.5, 0.5)}
 
@@ -81,7 +81,7 @@ def test_parity_against_its_own_reference_is_exact(default_export, tmp_path):
     assert all(r["exact"] and r["test"]["n"] > 100 and r["ood"]["n"] == 500 for r in result["models"].values())
 
 
-@pytest.mark.parametrize("module", ["edgeguard.bench.models", "edgeguard.bench.memory", "edgeguard.bench.parity", "edgeguard.bench.loopback"])
+@pytest.mark.parametrize("module", ["edgeguard.bench.models", "edgeguard.bench.memory", "edgeguard.bench.parity", "edgeguard.bench.loopback", "edgeguard.bench.peak", "edgeguard.bench.macs"])
 def test_device_side_bench_modules_do_not_import_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

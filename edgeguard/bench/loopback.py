@@ -139,7 +139,7 @@ class Server:
 
     def __init__(
         self, export: Path, keys: str | Path, defense: str, max_batch: int,
-        python: tuple[str, ...] = (sys.executable,), env: dict[str, str] | None = None, timeout: float = 60.0,
+        python: tuple[str, ...] = (sys.executable,), env: dict[str, str] | None = None, timeout: float = 60.0, precision: str = "int8",
     ):  # fmt: skip
         self.port = free_port()
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
@@ -147,7 +147,7 @@ class Server:
         command = "from edgeguard.cli import main; main()"
         self.args = [
             *python, "-c", command, "serve", str(export), "--keys", str(keys), "--defense", defense,
-            "--host", HOST, "--port", str(self.port), "--threads", "1", "--max-batch", str(max_batch),
+            "--host", HOST, "--port", str(self.port), "--threads", "1", "--max-batch", str(max_batch), "--precision", precision,
         ]
 
     def __enter__(self) -> "Server":
@@ -240,3 +240,39 @@ class RedisServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The kernel's peak resident set (VmHWM) of a running process: what serving a model has needed so far."""
+    from edgeguard.bench.memory import status_kb
+
+    return round(status_kb("VmHWM", Path(f"/proc/{pid}/status")) / 1024, 1)
+
+
+def serve_throughput(export: Path, keys: Path, precision: str, clients: tuple[int, ...] = (1, 8), requests: int = 32) -> dict[str, Any]:
+    """`edgeguard serve` (one onnxruntime thread, no defense) answering single-image /predict requests with
+    JSON bodies: requests/s and p50/p99 per number of concurrent clients, the server's peak RSS, and
+    its overhead over a bare onnxruntime call on the same input (p50 at 1 client - bare p50)."""
+    from edgeguard.bench.timing import median_us, percentiles_ms
+    from edgeguard.runtime import DeployedModel
+    from edgeguard.serve.keys import KeyStore
+
+    model = DeployedModel.load(export, precision, threads=1)
+    x = np.random.default_rng(0).random((1, *model.input_shape), dtype=np.float32)
+    key = KeyStore(keys, create=True).add(f"throughput-{precision}")  # no budget, no rate limit: measure the server
+    raws = [http_request("/predict", predict_body(x[0]), key)]
+    normalised = model.normalise(x)
+    out: dict[str, Any] = {"precision": precision, "file": model.entry.file, "body_bytes": len(raws[0]), "by_clients": {}}
+    with Server(export, keys, "none", 1, precision=precision) as server:
+        run_async(drive(server.port, [0] * 3, raws, 1, float("inf")))  # warm-up: the first requests load caches and the session's arena
+        for n in clients:
+            results, seconds = run_async(drive(server.port, [0] * max(requests, 2 * n), raws, n, float("inf")))
+            if {status for _, status, _, _ in results} != {200}:
+                raise EdgeguardError(f"the server answered {sorted({status for _, status, _, _ in results})} to valid requests")
+            times = [ns for *_, ns in results]
+            out["by_clients"][str(n)] = {"requests": len(times), "requests_per_s": round(len(times) / seconds, 2), **percentiles_ms(times)}
+        out["server_peak_rss_mb"] = peak_rss_mb(server.proc.pid)
+    bare_ms = median_us(lambda: model.backend.logits(normalised), max(5, requests // 2), 2) / 1e3
+    out["bare_onnxruntime_p50_ms"] = round(bare_ms, 3)
+    out["server_overhead_p50_ms"] = round(out["by_clients"][str(clients[0])]["p50_ms"] - bare_ms, 3)
+    return out

@@ -28,10 +28,10 @@ from edgeguard.errors import EdgeguardError
 from edgeguard.formats import FORMATS
 
 
-def status_kb(field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+def status_kb(field: str, status: Path = Path("/proc/self/status")) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", status.read_text(), re.MULTILINE)
     if not match:
-        raise EdgeguardError(f"/proc/self/status has no {field}: peak memory is measured on Linux only")
+        raise EdgeguardError(f"{status} has no {field}: peak memory is measured on Linux only")
     return int(match.group(1))
 
 
@@ -55,7 +55,7 @@ def measure(folder: str, format: str, precision: str, batch: int, calls: int) ->
     else:  # torch's own modules
         from edgeguard.bench.torch_side import torch_loader
 
-        load = torch_loader(manifest, precision)
+        load = torch_loader(manifest, folder, precision)
     x = np.random.default_rng(0).random((batch, *manifest.input_shape), dtype=np.float32)
     after_import = status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # peak := current, so only what follows counts

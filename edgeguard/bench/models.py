@@ -19,9 +19,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeguard.bench.macs import available as macs_available
+from edgeguard.bench.macs import count_macs
+from edgeguard.bench.peak import peak
 from edgeguard.bench.timing import interleaved, machine, percentiles_ms, time_calls
 from edgeguard.errors import EdgeguardError
-from edgeguard.formats import FORMATS
+from edgeguard.formats import DEFAULT, FORMATS
 from edgeguard.manifest import Manifest, ModelEntry
 from edgeguard.runtime import DeployedModel
 
@@ -36,37 +39,52 @@ def runtime_name(format: str) -> str:
 
 @dataclass(frozen=True)
 class Contender:
-    """One model on one runtime: `load(threads)` returns its logits function (loading is timed)."""
+    """One model on one runtime: `load(threads)` returns its logits function (loading is timed).
+
+    A peer (another toolkit's int8 file of the same network, manifest extra.peers) carries its label,
+    which stands for the runtime in rows and ratios ("ORT quantize_static").
+    """
 
     format: str  # a format of edgeguard.formats, or TORCH
     precision: str
     file: str
     size_bytes: int
     load: Callable[[int], Logits]
+    peer: str | None = None
+
+    @property
+    def runtime(self) -> str:
+        return self.peer or runtime_name(self.format)
 
     @property
     def name(self) -> str:
-        return f"{runtime_name(self.format)} {self.precision}"
+        return f"{self.runtime} {self.precision}"
 
 
-def deployed_loader(folder: str | Path, entry: ModelEntry) -> Callable[[int], Logits]:
+def deployed_loader(manifest: Manifest, folder: str | Path, entry: ModelEntry) -> Callable[[int], Logits]:
     """What a device runs: manifest-verified file, its runtime backend, normalisation included."""
-    return lambda threads: DeployedModel.load(folder, entry.precision, entry.format, threads=threads).logits
+    return lambda threads: DeployedModel.open(manifest, entry, folder, threads=threads).logits
+
+
+def peer_entries(manifest: Manifest) -> list[tuple[str, ModelEntry]]:
+    """(label, entry) of each peer file: another toolkit's int8 route for the same network."""
+    return [(p["label"], ModelEntry(**{k: v for k, v in p.items() if k != "label"})) for p in manifest.extra.get("peers", [])]
 
 
 def contenders(folder: str | Path, torch: bool | None = None) -> tuple[list[Contender], list[dict[str, Any]]]:
-    """Every model file of the manifest, then torch's modules of the export's run; and what was left out.
+    """Every model file of the manifest, its peers, then torch's modules; and what was left out.
 
-    torch=None: include torch when it is installed and the run folder exists; True: require it.
+    torch=None: include torch when it is installed and its modules can be had; True: require them.
     """
     manifest = Manifest.load(folder)
-    out = [Contender(e.format, e.precision, e.file, e.size_bytes, deployed_loader(folder, e)) for e in manifest.models]
+    entries = [(None, e) for e in manifest.models] + peer_entries(manifest)
+    out = [Contender(e.format, e.precision, e.file, e.size_bytes, deployed_loader(manifest, folder, e), label) for label, e in entries]
     if torch is False or (torch is None and importlib.util.find_spec("torch") is None):
         return out, []
     from edgeguard.bench.torch_side import torch_contenders  # torch side: imported only here
 
     try:
-        return out + [Contender(TORCH, *row) for row in torch_contenders(manifest)], []
+        return out + [Contender(TORCH, *row) for row in torch_contenders(manifest, folder)], []
     except EdgeguardError as e:
         if torch:
             raise
@@ -75,9 +93,9 @@ def contenders(folder: str | Path, torch: bool | None = None) -> tuple[list[Cont
 
 def bench_export(
     folder: str | Path, batches: tuple[int, ...] = (1, 8, 64), threads: tuple[int, ...] = (1, 0), runs: int = 200,
-    warmup: int = 20, torch: bool | None = None, memory: bool = False,
+    warmup: int = 20, torch: bool | None = None, memory: bool = False, min_runs: int = 20,
 ) -> dict[str, Any]:  # fmt: skip
-    """Time every contender of an export folder. threads 0 means all cores; batch b gets runs // b calls (at least 20).
+    """Time every contender of an export folder. threads 0 means all cores; batch b gets runs // b calls (at least min_runs).
 
     A contender whose runtime is not installed (e.g. TFLite without its package) is skipped and
     listed with the reason. memory=True also measures each one's peak RSS in a fresh process.
@@ -92,6 +110,12 @@ def bench_export(
             skipped.append({"file": c.file, "format": c.format, "precision": c.precision, "reason": str(e)})
             continue
         ready.append(c)
+    work = network_macs(folder, manifest)
+    limit = peak()
+    if macs_available():
+        from edgeguard.bench.peak import gemm_ceiling
+
+        limit["measured_gemm_ceiling"] = gemm_ceiling()  # at the start of the run: the same load as what follows
     rng = np.random.default_rng(0)
     rows = []
     for n_threads in threads:
@@ -99,16 +123,20 @@ def bench_export(
         models = {c.name: c.load(n) for c in ready}
         for batch in batches:
             x = rng.random((batch, *manifest.input_shape), dtype=np.float32)
-            samples = interleaved({name: (lambda f=f, x=x: f(x)) for name, f in models.items()}, max(20, runs // batch), warmup)
+            samples = interleaved({name: (lambda f=f, x=x: f(x)) for name, f in models.items()}, max(min_runs, runs // batch), warmup)
             for c in ready:
                 p = percentiles_ms(samples[c.name])
                 rows.append({
-                    "runtime": runtime_name(c.format), "format": c.format, "precision": c.precision, "file": c.file,
+                    "runtime": c.runtime, "format": c.format, "precision": c.precision, "file": c.file, "peer": c.peer is not None,
                     "size_bytes": c.size_bytes, "threads": n, "batch": batch, **p,
                     "items_per_s": round(batch / (p["p50_ms"] / 1e3), 1),
                     "startup_ms_median": round(float(np.median(startup[c.name])) / 1e6, 2),
+                    **throughput(work.get("macs"), batch, p["p50_ms"], n, limit.get(f"{c.precision}_gmacs_per_core")),
                 })  # fmt: skip
-    result = {"export": manifest.name, "machine": machine(), "rows": rows, "ratios": ratios(rows), "skipped": skipped}
+    result = {
+        "export": manifest.name, "machine": machine(), "peak": limit, "macs": work, "files": files(manifest),
+        "rows": rows, "ratios": ratios(rows), "skipped": skipped,
+    }  # fmt: skip
     if memory:
         from edgeguard.bench.memory import peak_memory
 
@@ -116,14 +144,48 @@ def bench_export(
     return result
 
 
+def network_macs(folder: str | Path, manifest: Manifest) -> dict[str, Any]:
+    """MACs per image of the export's network, counted from its fp32 file of the default format (every file
+    of an export holds the same network; each such file's own count is listed to show it)."""
+    counted = [e for e in manifest.models + [e for _, e in peer_entries(manifest)] if e.format == DEFAULT]
+    if not counted or not macs_available():
+        return {"macs": None, "reason": f"needs a {DEFAULT} file and the onnx package (the train extra)"}
+
+    each = {e.file: count_macs(Path(folder) / e.file) for e in counted}
+    source = next((e.file for e in counted if e.precision == "fp32"), counted[0].file)
+    return {**each[source], "counted_from": source, "per_file": {f: c["macs"] for f, c in each.items()}}
+
+
+def throughput(macs: int | None, batch: int, p50_ms: float, threads: int, peak_gmacs: float | None) -> dict[str, Any]:
+    """Achieved G MAC/s at the p50, and its share of the per-core peak of the row's precision (per thread used)."""
+    if not macs:
+        return {}
+    gmacs = macs * batch / (p50_ms / 1e3) / 1e9
+    return {"gmacs_per_s": round(gmacs, 2), "share_of_peak_per_core": round(gmacs / threads / peak_gmacs, 3) if peak_gmacs else None}
+
+
+def files(manifest: Manifest) -> dict[str, Any]:
+    """What each file is (label, quantization) and what export measured on it (`verified`: agreement, accuracy)."""
+    entries = [(None, e) for e in manifest.models] + peer_entries(manifest)
+    return {e.file: {"peer": label, "format": e.format, "precision": e.precision, "quantization": e.quantization, "verified": e.verified} for label, e in entries}
+
+
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """int8 / fp32 on each runtime, and each runtime / ORT at the same precision, per (threads, batch)."""
+    """Per (threads, batch): int8 / fp32 on each runtime, each runtime / ORT at the same precision, and
+    edgeguard's int8 file / each peer's (a peer's int8 / fp32 is against its format's fp32 file)."""
     by = {(r["runtime"], r["precision"], r["threads"], r["batch"]): r for r in rows}
+    base = {r["runtime"]: runtime_name(r["format"]) for r in rows}
+    peers = {r["runtime"] for r in rows if r.get("peer")}
     pairs = []
     for runtime, precision, n, b in by:
-        if precision == "int8" and (runtime, "fp32", n, b) in by:
-            pairs.append((f"int8/fp32 {runtime}", (runtime, "int8", n, b), (runtime, "fp32", n, b)))
-        if runtime != "ORT" and ("ORT", precision, n, b) in by:
+        own = base[runtime]
+        if precision == "int8" and (own, "fp32", n, b) in by:
+            pairs.append((f"int8/fp32 {runtime}", (runtime, "int8", n, b), (own, "fp32", n, b)))
+        if runtime in peers:
+            ours = own if (own, "int8", n, b) in by else "ORT"
+            if (ours, "int8", n, b) in by:
+                pairs.append((f"{ours} int8/{runtime}", (ours, "int8", n, b), (runtime, "int8", n, b)))
+        elif runtime != "ORT" and ("ORT", precision, n, b) in by:
             pairs.append((f"{runtime}/ORT {precision}", (runtime, precision, n, b), ("ORT", precision, n, b)))
     out = []
     for name, num, den in sorted(pairs, key=lambda p: (p[1][2], p[1][3], p[0])):
@@ -150,11 +212,27 @@ def markdown(result: dict[str, Any]) -> str:
     for n, b in dict.fromkeys((r["threads"], r["batch"]) for r in result["ratios"]):
         lines.append(f"| {n} | {b} | " + " | ".join(f"{cells[n, b, k]:.2f}x" if (n, b, k) in cells else "-" for k in names) + " |")
     lines += ["", "size ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in sizes.items()), ""]
-    lines += ["| runtime | precision | file | threads | batch | p50 ms | p90 ms | p99 ms | items/s | size KB | start-up ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    pk, work = result.get("peak", {}), result.get("macs", {})
+    if work.get("macs"):
+        lines.append(f"work: {work['macs'] / 1e6:.1f} M MACs per image (counted from {work['counted_from']})")
+    if pk.get("isa"):
+        lines.append(
+            f"peak per core: {pk['isa']}, int8 {pk['int8_macs_per_cycle']} / fp32 {pk['fp32_macs_per_cycle']} MACs per cycle x "
+            f"{pk['clock_ghz']:.2f} GHz = int8 {pk['int8_gmacs_per_core']} / fp32 {pk['fp32_gmacs_per_core']} G MAC/s ({pk['why']}; clock: {pk['clock_source']})"
+        )
+    if "measured_gemm_ceiling" in pk:
+        g = pk["measured_gemm_ceiling"]
+        lines.append(f"measured here, onnxruntime GEMM {'x'.join(map(str, g['shape_m_k_n']))}, 1 thread: int8 {g['int8_gmacs_per_s']} / fp32 {g['fp32_gmacs_per_s']} G MAC/s")
+    agreement = {f: v["verified"]["calibration_vs_fp32"] for f, v in result.get("files", {}).items() if "calibration_vs_fp32" in v.get("verified", {})}
+    if agreement:
+        lines += ["", "| file | argmax agreement with fp32 (calibration images) | SQNR of logits dB | max abs diff |", "|---|---|---|---|"]
+        lines += [f"| {f} | {a['argmax_agreement']:.1%} of {a['n']} | {a.get('sqnr_db', '-')} | {a['max_abs_diff']:.3g} |" for f, a in agreement.items()]
+    lines += ["", "| runtime | precision | file | threads | batch | p50 ms | p90 ms | p99 ms | items/s | G MAC/s | % of peak/core | size KB | start-up ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
+        share = f"{r['share_of_peak_per_core']:.0%}" if r.get("share_of_peak_per_core") is not None else "-"
         lines.append(
             f"| {r['runtime']} | {r['precision']} | {r['file']} | {r['threads']} | {r['batch']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} "
-            f"| {r['p99_ms']:.3f} | {r['items_per_s']:.0f} | {r['size_bytes'] / 1024:.1f} | {r['startup_ms_median']:.1f} |"
+            f"| {r['p99_ms']:.3f} | {r['items_per_s']:.0f} | {r.get('gmacs_per_s', '-')} | {share} | {r['size_bytes'] / 1024:.1f} | {r['startup_ms_median']:.1f} |"
         )
     if result.get("memory"):
         lines += ["", "| runtime | precision | peak RSS MB | after import MB | model + inference MB |", "|---|---|---|---|---|"]

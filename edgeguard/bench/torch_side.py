@@ -1,7 +1,7 @@
 """torch's own fp32 and int8 modules as benchmark contenders, and DivQAT vs QAT training cost.
 
 The reference a user would otherwise deploy: the run's fp32 teacher and its eager-converted int8
-model, called as a torch deployment would (normalise, forward under inference_mode, to numpy).
+model (or the TorchScript modules of a real-size export), called as a torch deployment would (normalise, forward under inference_mode, to numpy).
 Training side only: `edgeguard.bench.models` imports this module when torch is installed and asked for.
 """
 
@@ -39,15 +39,31 @@ def run_dir(manifest: Manifest) -> Path:
 Logits = Callable[[np.ndarray], np.ndarray]  # images (n, C, H, W) in [0, 1] -> logits
 
 
-def torch_loader(manifest: Manifest, precision: str) -> Callable[[int], Logits]:
-    """threads -> logits function of the run's fp32 teacher or converted int8 model (sets torch's threads)."""
-    folder = run_dir(manifest)
+def _modules(manifest: Manifest, folder: str | Path) -> dict[str, tuple[str, int, Callable[[], torch.nn.Module]]]:
+    """precision -> (file named in results, size in bytes, loader) of torch's fp32 and int8 modules.
+
+    From the export folder itself when it holds TorchScript modules (manifest extra.torch_modules,
+    written by `bench.real_size` for networks that have no run folder), else rebuilt from the run folder.
+    """
+    scripted = manifest.extra.get("torch_modules")
+    if scripted:
+        paths = {p: Path(folder) / f for p, f in scripted.items()}
+        return {p: (f"{path.name} (TorchScript)", path.stat().st_size, lambda path=path: torch.jit.load(str(path)).eval()) for p, path in paths.items()}
+    run = run_dir(manifest)
+    return {
+        "fp32": (f"{run.name}/teacher.pt", (run / "teacher.pt").stat().st_size, lambda: load_run(run).teacher),
+        "int8": (f"{run.name}/qat.pt, converted", state_dict_bytes(load_run(run).int8()), lambda: load_run(run).int8()),
+    }
+
+
+def torch_loader(manifest: Manifest, folder: str | Path, precision: str) -> Callable[[int], Logits]:
+    """threads -> logits function of torch's fp32 or int8 module (sets torch's threads)."""
     norm = Normaliser(manifest.mean, manifest.std)
+    _, _, module_of = _modules(manifest, folder)[precision]
 
     def load(threads: int) -> Logits:
         torch.set_num_threads(threads)
-        run = load_run(folder)
-        module = run.teacher if precision == "fp32" else run.int8()
+        module = module_of()
 
         def logits(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
@@ -65,14 +81,9 @@ def state_dict_bytes(module: torch.nn.Module) -> int:
     return buffer.tell()
 
 
-def torch_contenders(manifest: Manifest) -> list[tuple[str, str, int, Callable[[int], Logits]]]:
-    """(precision, file, size in bytes, loader) of the run's fp32 teacher and its converted int8 model."""
-    folder = run_dir(manifest)
-    run = load_run(folder)
-    return [
-        ("fp32", f"{folder.name}/teacher.pt", (folder / "teacher.pt").stat().st_size, torch_loader(manifest, "fp32")),
-        ("int8", f"{folder.name}/qat.pt, converted", state_dict_bytes(run.int8()), torch_loader(manifest, "int8")),
-    ]
+def torch_contenders(manifest: Manifest, folder: str | Path) -> list[tuple[str, str, int, Callable[[int], Logits]]]:
+    """(precision, file, size in bytes, loader) of torch's fp32 and int8 modules."""
+    return [(p, file, size, torch_loader(manifest, folder, p)) for p, (file, size, _) in _modules(manifest, folder).items()]
 
 
 def training_cost(run: str | Path, epochs: int = 2, rounds: int = 2) -> dict[str, Any]:

@@ -58,7 +58,8 @@ def _cut(n: int, shape: tuple[int, int, int], rng: np.random.Generator, pick: Ca
     out = np.empty((n, channels, h, w), dtype=np.float32)
     for i in range(n):
         img = imgs[pick(i)]
-        side = int(rng.integers(max(h, 24), min(img.shape[:2]) // 2 + 1))
+        half = min(img.shape[:2]) // 2  # crops up to half the photo; patches larger than that crop (and shrink) from it
+        side = int(rng.integers(min(max(h, 24), half), half + 1))
         top = rng.integers(img.shape[0] - side + 1)
         left = rng.integers(img.shape[1] - side + 1)
         patch = img[top : top + side, left : left + side]

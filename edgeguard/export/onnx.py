@@ -80,3 +80,36 @@ def fused_ops(path: Path) -> dict[str, int]:
         opts.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
         ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return dict(Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node))
+
+
+def peer_int8(model: torch.nn.Module, fp32_file: Path, calibration: Any, path: Path) -> tuple[str, dict[str, Any]]:
+    """onnxruntime's own int8 route for the same network, the peer edgeguard's file is timed against.
+
+    `quantize_static` of the fp32 file as onnxruntime's documentation recommends it: `quant_pre_process`
+    (shape inference, graph optimisation) first, QDQ format, per-channel int8 weights, uint8
+    activations (its advice for x86), MinMax ranges from `calibration` (normalised images, the same
+    ones edgeguard's int8 model was calibrated on). `model` is unused: this peer starts from the file.
+    """
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter(calibration[i : i + 16] for i in range(0, len(calibration), 16))
+
+        def get_next(self) -> dict[str, Any] | None:
+            x = next(self.rows, None)
+            return None if x is None else {"input": x}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_file), str(pre))
+        atomic_write(path, lambda out: quantize_static(
+            str(pre), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+        ))  # fmt: skip
+    scheme = {"flow": "onnxruntime quantize_static (PTQ, MinMax) after quant_pre_process", "format": "QDQ",
+              "weights": "int8 symmetric per-channel [-128, 127]", "activations": "uint8 affine per-tensor"}  # fmt: skip
+    return "ORT quantize_static", scheme

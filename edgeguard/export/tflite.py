@@ -39,8 +39,10 @@ def write(run: Any, model: torch.nn.Module, int8: bool, path: Path) -> Path:
     return export_tflite(to_pt2e(run.teacher, model, shape) if int8 else model, shape, path, int8)
 
 
-def export_tflite(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path, int8: bool) -> Path:
-    """`model`: a PT2E int8 graph (`export.pt2e.to_pt2e`) when `int8`, else a float module in eval mode."""
+def export_tflite(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path, int8: bool, strict: bool = True) -> Path:
+    """`model`: a PT2E int8 graph (`export.pt2e.to_pt2e`) when `int8`, else a float module in eval mode.
+
+    strict: refuse an int8 file that kept float kernels (edgeguard's own files); a peer's file is kept as converted."""
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
 
@@ -54,7 +56,7 @@ def export_tflite(model: torch.nn.Module, input_shape: tuple[int, ...], path: Pa
 
     def write(tmp: Path) -> None:
         tmp.write_bytes(converted.model_content())
-        if int8:
+        if int8 and strict:
             require_int8(tmp)  # before the rename: a refused file never takes the name model.int8.tflite
 
     return atomic_write(path, write)
@@ -105,3 +107,34 @@ def require_int8(path: Path) -> None:
     info = contents(path)
     if "float32" in info["weights"] or "DEQUANTIZE" in info["runtime_ops"]:
         raise EdgeguardError(f"'{path}' is not fully int8 (constants {info['weights']}, ops {info['runtime_ops']}); please report this")
+
+
+def peer_int8(model: torch.nn.Module, fp32_file: Path, calibration: np.ndarray, path: Path) -> tuple[str, dict[str, Any]]:
+    """LiteRT's own int8 route for the same float network: litert-torch's PT2E quantizer, post-training.
+
+    Symmetric per-channel weights, calibrated on `calibration` (normalised images, one at a time:
+    the graph is exported at batch 1) and converted as `export_tflite` converts edgeguard's own
+    int8 graphs. Used where edgeguard's route (export/pt2e.py) does not know a model's int8 graph.
+    `fp32_file` is unused: this peer starts from the module.
+    """
+    import copy
+
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgeguard.export.pt2e import litert_quantizer
+
+    shape = tuple(calibration.shape[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = torch.export.export(copy.deepcopy(model).eval(), (torch.zeros(1, *shape),)).module()
+        prepared = prepare_pt2e(graph, litert_quantizer())
+        with torch.no_grad():
+            for x in calibration:
+                prepared(torch.from_numpy(x[None]))
+        converted = convert_pt2e(prepared, fold_quantize=False)
+    export_tflite(torch.nn.Module.train(converted, False), shape, path, int8=True, strict=False)
+    ops = contents(path)["runtime_ops"]
+    scheme = {"flow": "litert-torch PT2EQuantizer PTQ (torchao prepare_pt2e / convert_pt2e)",
+              "weights": "int8 symmetric per-channel", "activations": "int8 affine per-tensor",
+              "float_islands": {k: ops[k] for k in ("DEQUANTIZE", "QUANTIZE") if k in ops}}  # fmt: skip
+    return "LiteRT PTQ", scheme
