@@ -55,7 +55,9 @@ def ray_cluster(address: str) -> Iterator[Executor]:
     ray = import_ray()
     started = {"include_dashboard": False} if local else {}  # options of a new cluster only
     try:
-        ray.init(address=address, runtime_env={"py_modules": [edgeguard]}, **started)
+        # log_to_driver=False: the workers' own progress bars, line by line, would bury the grid's bar;
+        # a task's error still reaches the driver with its traceback, and Ray keeps the workers' logs
+        ray.init(address=address, runtime_env={"py_modules": [edgeguard]}, log_to_driver=False, **started)
     except ConnectionError as e:
         raise EdgeguardError(f"cannot join the Ray cluster at '{address}': {e}. Start one with `ray start --head` (docs/results.md), or use --ray local") from e
     try:
