@@ -123,5 +123,5 @@ def test_grid_adds_an_attack_without_recomputing_stored_cells(tiny_grid, monkeyp
 @pytest.mark.slow  # two spawned workers import torch afresh: ~20 s
 def test_grid_rows_do_not_depend_on_the_number_of_workers(tiny_grid, torch_threads):
     attacks = ["knockoff", "knockoff-adaptive", "jbda"]
-    by_key = lambda rows: {r["key"]: r for r in rows}  # noqa: E731 (stored as they finish: any order)
-    assert by_key(tiny_grid(attacks, "two", workers=2)) == by_key(tiny_grid(attacks, "one", workers=1))
+    two, one = tiny_grid(attacks, "two", workers=2), tiny_grid(attacks, "one", workers=1)
+    assert {r["key"]: r for r in two} == {r["key"]: r for r in one}  # stored as they finish: in any order

@@ -58,18 +58,18 @@ def head() -> Iterator[tuple[str, subprocess.Popen]]:
     temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths live under it
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
            "--num-cpus", "1", "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp]  # fmt: skip
-    log = open(Path(temp) / "head.log", "w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log = Path(temp) / "head.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while "Ray runtime started" not in Path(log.name).read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, Path(log.name).read_text()
+        while "Ray runtime started" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         yield f"127.0.0.1:{port}", proc
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        log.close()
 
 
 @needs_ray

@@ -12,11 +12,11 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any, Callable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -163,11 +163,12 @@ class Executor:
     capacity: str  # what the progress bar shows: "2 processes", "ray: 8 CPUs, 1 GPU"
 
 
-def executor(spec: GridSpec) -> ContextManager[Executor]:
+def executor(spec: GridSpec) -> AbstractContextManager[Executor]:
     """The spec's executor: Ray when `spec.ray` names a cluster, else this machine's process pool."""
     if spec.ray is None:
         return process_pool(spec.workers)
-    from edgeguard.evaluate.cluster import ray_cluster  # Ray is an extra: imported only when asked for
+    # Ray is an extra: imported only when asked for
+    from edgeguard.evaluate.cluster import ray_cluster
 
     return ray_cluster(spec.ray)
 
