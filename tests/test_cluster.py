@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,28 +49,34 @@ def one_process(grid_dirs, tmp_path_factory) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def head() -> Iterator[tuple[str, subprocess.Popen]]:
-    """A one-CPU Ray head on loopback, started as a user would; yields (address, its process).
+    """A one-CPU Ray head on loopback with token authentication, started as a user would; yields
+    (address, its process) to a driver told to send its token (`RAY_AUTH_MODE=token`).
 
     Stopped by killing its process group: `ray stop` would stop every Ray on the machine.
     """
+    ray = str(Path(sys.executable).parent / "ray")
+    subprocess.run([ray, "get-auth-token", "--generate"], check=True, capture_output=True)  # ~/.ray/auth_token unless there
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     temp = tempfile.mkdtemp(prefix="ray-")  # short: Ray's socket paths live under it
-    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+    cmd = [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
            "--num-cpus", "1", "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp]  # fmt: skip
     log = Path(temp) / "head.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while "Ray runtime started" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield f"127.0.0.1:{port}", proc
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_MODE", "token")
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while "Ray runtime started" not in log.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            yield f"127.0.0.1:{port}", proc
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 @needs_ray

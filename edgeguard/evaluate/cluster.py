@@ -59,7 +59,11 @@ def ray_cluster(address: str) -> Iterator[Executor]:
         # a task's error still reaches the driver with its traceback, and Ray keeps the workers' logs
         ray.init(address=address, runtime_env={"py_modules": [edgeguard]}, log_to_driver=False, **started)
     except ConnectionError as e:
-        raise EdgeguardError(f"cannot join the Ray cluster at '{address}': {str(e).rstrip('.')}. Start one with `ray start --head` (docs/results.md), or use --ray local") from e
+        raise EdgeguardError(
+            f"cannot join the Ray cluster at '{address}': {str(e).rstrip('.')}. "
+            "Start one with `ray start --head`, or use --ray local; a cluster that checks tokens also needs "
+            "RAY_AUTH_MODE=token here (docs/results.md)"
+        ) from e
     try:
         have = ray.cluster_resources()
         yield Executor(lambda jobs: _run(ray, jobs), f"ray: {have.get('CPU', 0):g} CPUs, {have.get('GPU', 0):g} GPUs")
