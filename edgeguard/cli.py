@@ -188,14 +188,15 @@ def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, 
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--export-dir", default="export", show_default=True, type=click.Path(file_okay=False))
 @click.option("--threads", default=1, show_default=True, help="torch threads per worker.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes robbing at once (the results do not depend on it).")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes robbing at once without --ray (the results do not depend on it).")
+@click.option("--ray", metavar="local|auto|ADDRESS", help='Rob as Ray tasks: on a cluster started here (local), the one RAY_ADDRESS names (auto), or the one at ADDRESS. Needs pip install "edgeguard[cluster]".')
 @click.option("--dataset", default="digits", show_default=True, help="The victims' dataset (as for `train`).")
 @click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False), help="Where the victims' dataset is.")
 @click.option("--model", default="small-cnn", show_default=True, help="The victims' architecture, a name from the model zoo.")
 @click.option("--transfer-dir", type=click.Path(exists=True, file_okay=False), help="A thief's own images (any folder of image files): adds the `transfer` query source.")
 @click.option("--transfer-dataset", help="--transfer-dir holds this dataset (e.g. cifar100) rather than image files.")
 @click.option("--thief-model", default="small-cnn", show_default=True, help="The copies' architecture, a name from the model zoo.")
-def evaluate(out: str, seeds: str, attacks: str, budgets: str, adaptive_budgets: str, defenses: tuple[str, ...], runs_dir: str, export_dir: str, threads: int, workers: int, **data: Any) -> None:
+def evaluate(out: str, seeds: str, attacks: str, budgets: str, adaptive_budgets: str, defenses: tuple[str, ...], runs_dir: str, export_dir: str, threads: int, workers: int, ray: str | None, **data: Any) -> None:
     """The grid {QAT, DivQAT} x defenses x thieves (attack x query source) x {soft, argmax} x budgets x seeds. Resumable."""
     from edgeguard.defenses import parse_stack
     from edgeguard.evaluate.grid import GridSpec, run_grid
@@ -203,7 +204,7 @@ def evaluate(out: str, seeds: str, attacks: str, budgets: str, adaptive_budgets:
     from edgeguard.files import ensure_dir
 
     names = [a.strip() for a in attacks.split(",") if a.strip()]
-    spec = GridSpec(attacks=names, seeds=_ints(seeds), budgets=_ints(budgets), adaptive_budgets=_ints(adaptive_budgets), threads=threads, workers=workers, **data)
+    spec = GridSpec(attacks=names, seeds=_ints(seeds), budgets=_ints(budgets), adaptive_budgets=_ints(adaptive_budgets), threads=threads, workers=workers, ray=ray, **data)
     if defenses:
         spec.defenses = [parse_stack(d).spec or "none" for d in defenses]  # fail on a bad spec before any work
     folder = ensure_dir(out)

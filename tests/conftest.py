@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +37,16 @@ def default_export(default_run, tmp_path_factory):
         result = export_run(default_run.dir, out, int8=int8)
         rows["int8" if int8 else "fp32"] = result.report[0]
     return result.folder, rows
+
+
+@pytest.fixture(scope="session")
+def grid_dirs(default_run, default_export, tmp_path_factory) -> tuple[Path, Path]:
+    """(runs, export) folders in which the default run and its export are a grid's seed-0 QAT victim:
+    a grid of that one victim trains and exports nothing."""
+    runs, exports = tmp_path_factory.mktemp("grid-runs"), tmp_path_factory.mktemp("grid-export")
+    (runs / "digits-small-cnn-qat-s0").symlink_to(default_run.dir)
+    (exports / "digits-small-cnn-qat-s0").symlink_to(default_export[0])
+    return runs, exports
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,17 @@
 
 Victims are trained and exported on demand (a finished run or export is reused), every attack
 queries the exported int8 ONNX model through the defense stack, and finished cells are stored as
-they finish, so an interrupted grid resumes where it stopped.
+they finish, so an interrupted grid resumes where it stopped. Groups of cells are robbed by an
+`Executor`: a pool of processes on this machine (the default), or Ray tasks on a cluster
+(`GridSpec.ray`, evaluate/cluster.py). Only this process writes the store.
 """
 
 from __future__ import annotations
 
 import itertools
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -57,8 +59,9 @@ class GridSpec:
     adaptive_budgets: list[int] = field(default_factory=lambda: [500])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     thief_steps: int = 250
-    threads: int = 1  # torch threads per worker
+    threads: int = 1  # torch threads per worker (and CPUs each Ray task holds)
     workers: int = 2  # processes robbing groups at once: the default grid fits 20 minutes on 2 cores this way
+    ray: str | None = None  # rob on a Ray cluster instead: "local", "auto" (RAY_ADDRESS) or its address
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.attacks if a not in ATTACK_SOURCES]
@@ -118,27 +121,30 @@ def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Pa
 def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Compute every missing cell; returns {"victims": per-run metrics, "cells": all stored rows}.
 
-    Victims are prepared first, here; then the groups still missing a cell are robbed by
-    `spec.workers` processes of `spec.threads` torch threads each. Each group's rows are stored as it
-    finishes, in grid order, so an interrupted grid loses only the groups in flight. Every cell seeds
-    its own randomness: the rows do not depend on the number of workers.
+    Victims are prepared first, here; then the groups still missing a cell are robbed by the
+    executor (`spec.workers` processes, or Ray tasks), of `spec.threads` torch threads each. Each
+    group's rows are stored as it finishes, so an interrupted grid loses only the groups in flight.
+    Every cell seeds its own randomness: the rows do not depend on where or beside what they ran.
+    The executor is started first, so a wrong cluster address fails before any victim is trained.
     """
     import torch
 
     torch.set_num_threads(spec.threads)
     store = CellStore(out / "cells.jsonl")
-    victims: dict[tuple[str, int], tuple[Path, dict]] = {}
-    jobs = []
-    for victim, cells in groups(spec):
-        key = (victim.name, cells[0].seed)
-        if key not in victims:
-            victims[key] = prepare_victim(spec, victim, key[1], runs_dir, export_dir)
-        todo = [c for c in cells if c.key not in store.done]
-        if todo:
-            jobs.append(Job(str(victims[key][0]), todo, spec.thief_steps, spec.threads, spec.transfer_dir, spec.transfer_dataset, spec.thief_model))
-    with _mapper(spec.workers) as mapper:
-        for rows in tqdm(mapper(rob_job, jobs), total=len(jobs), desc="grid", unit="group"):
-            store.add(rows)
+    with executor(spec) as robbers:
+        victims: dict[tuple[str, int], tuple[Path, dict]] = {}
+        jobs = []
+        for victim, cells in groups(spec):
+            key = (victim.name, cells[0].seed)
+            if key not in victims:
+                victims[key] = prepare_victim(spec, victim, key[1], runs_dir, export_dir)
+            todo = [c for c in cells if c.key not in store.done]
+            if todo:
+                jobs.append(Job(str(victims[key][0]), todo, spec.thief_steps, spec.threads, spec.transfer_dir, spec.transfer_dataset, spec.thief_model))
+        with tqdm(total=sum(len(j.cells) for j in jobs), desc=f"grid ({robbers.capacity})", unit="cell") as bar:
+            for rows in robbers.run(jobs):
+                store.add(rows)
+                bar.update(len(rows))
     return {"victims": [{"victim": v, "seed": s, **m} for (v, s), (_, m) in victims.items()], "cells": store.rows}
 
 
@@ -155,14 +161,19 @@ class Job:
     thief_model: str
 
 
-def rob_job(job: Job) -> list[dict[str, Any]]:
+def rob_job(job: Job, data: Dataset | None = None) -> list[dict[str, Any]]:
+    """Rob one group; `data` is the job's dataset when it was shipped (Ray), else it is loaded here."""
     import torch
 
     torch.set_num_threads(job.threads)
     model = DeployedModel.load(job.export)
-    m = model.manifest
-    data = _dataset(m.dataset, m.extra.get("data_dir", "data"), model.image_spec, job.transfer_dir, job.transfer_dataset)
-    return rob(ServedVictim(model, job.cells[0].defense), data, job.cells, steps=job.steps, thief_model=job.thief_model)
+    return rob(ServedVictim(model, job.cells[0].defense), job_data(job) if data is None else data, job.cells, steps=job.steps, thief_model=job.thief_model)
+
+
+def job_data(job: Job) -> Dataset:
+    """What a job robs with: its victim's data (named and decoded by the export's manifest) and the thieves' transfer set."""
+    m = Manifest.load(job.export)
+    return _dataset(m.dataset, m.extra.get("data_dir", "data"), ImageSpec.from_manifest(m.preprocessing, m.input_shape), job.transfer_dir, job.transfer_dataset)
 
 
 @lru_cache(maxsize=1)
@@ -171,11 +182,44 @@ def _dataset(name: str, data_dir: str, spec: ImageSpec, transfer_dir: str | None
     return load_dataset(name, data_dir, spec=spec, transfer_dir=transfer_dir, transfer_dataset=transfer_dataset)
 
 
+@dataclass
+class Executor:
+    """Where groups are robbed: `run(jobs)` yields each job's rows as it finishes, in any order.
+
+    The grid needs nothing else from a pool or a cluster, so both sit behind this one seam and
+    `run_grid` (the store, resumption, progress) exists once.
+    """
+
+    run: Callable[[list[Job]], Iterator[list[dict[str, Any]]]]
+    capacity: str  # what the progress bar shows: "2 processes", "ray: 8 CPUs, 1 GPU"
+
+
+def executor(spec: GridSpec) -> AbstractContextManager[Executor]:
+    """The spec's executor: Ray when `spec.ray` names a cluster, else this machine's process pool."""
+    if spec.ray is None:
+        return process_pool(spec.workers)
+    # Ray is an extra: imported only when asked for
+    from edgeguard.evaluate.cluster import ray_cluster
+
+    return ray_cluster(spec.ray)
+
+
 @contextmanager
-def _mapper(workers: int) -> Iterator[Callable]:
-    """`map` in this process for one worker; else a pool of fresh (spawned: no forked torch state) processes."""
+def process_pool(workers: int) -> Iterator[Executor]:
+    """This process for one worker; else a pool of fresh (spawned: no forked torch state) processes.
+
+    Leaving early (an error, Ctrl-C) cancels the groups not yet started instead of robbing them all
+    first: their rows would not be stored anyway.
+    """
     if workers <= 1:
-        yield map
+        yield Executor(lambda jobs: map(rob_job, jobs), "1 process")
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield pool.map
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def run(jobs: list[Job]) -> Iterator[list[dict[str, Any]]]:
+        return (future.result() for future in as_completed([pool.submit(rob_job, job) for job in jobs]))
+
+    try:
+        yield Executor(run, f"{workers} processes")
+    finally:
+        pool.shutdown(cancel_futures=True)
