@@ -3,12 +3,7 @@
     python benchmarks/bench_defenses.py --export export/<run> --out benchmarks/results/defenses.json
     python benchmarks/bench_defenses.py --synthetic   # no export yet: a tiny random ONNX model
 
-Each timing is the median of --reps calls after --warmup calls, in one process, on one onnxruntime
-thread: batch 1 is the per-query cost, batch 64 the per-batch cost. The ratio is defense time over
-the model's inference time (`DeployedModel.predict`: normalise, onnxruntime, softmax) at the same
-batch. Inputs are uniform noise in [0, 1]: timings do not depend on the image, only on its shape;
-the probabilities are the model's answers to them. adaptive_misinformation uses the model itself
-as its misinformation model, a stand-in with a real model's cost.
+What is timed and how: edgeguard/bench/defenses.py.
 
 What a stack adds to one *served* request (issue 4's bar: at most 5%) needs the server's latency in
 the same run: benchmarks/load_test.py measures both and writes the ratio (`defense_overhead`).
@@ -17,155 +12,19 @@ the same run: benchmarks/load_test.py measures both and writes the ratio (`defen
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
 
-import numpy as np
-
-from edgeguard.defenses import parse_stack
-from edgeguard.bench import machine, time_calls
+from edgeguard.bench.defenses import render, synthetic_export, time_defenses
 from edgeguard.errors import EdgeguardError
-from edgeguard.files import atomic_write_json, sha256_file
-from edgeguard.manifest import Manifest, ModelEntry
-from edgeguard.runtime import DeployedModel
-
-BATCHES = (1, 64)
-STACK = "reverse_sigmoid(beta=0.7, gamma=0.4) | topk(k=3) | round(decimals=2)"
-
-
-def defense_specs(export: Path) -> list[str]:
-    """Every defense alone (defaults, or the values a deployment would start from), then the stack."""
-    return [
-        "reverse_sigmoid",
-        "topk(k=3)",
-        "round(decimals=2)",
-        "label_only",
-        "high_confidence",
-        "noise",
-        f"adaptive_misinformation(tau=0.5, misinformation={json.dumps(str(export))})",
-        "dcp(beta_gate=0.5)",
-        "mad",
-        STACK,
-    ]
-
-
-def median_us(fn: Callable[[], Any], reps: int, warmup: int) -> float:
-    return statistics.median(time_calls(fn, reps, warmup)) / 1e3
-
-
-def synthetic_export(folder: Path, classes: int = 10, seed: int = 0) -> Path:
-    """A random conv net (conv 3x3 -> relu -> global pool -> linear) as an export folder.
-
-    fp32 ops under the int8 file name, so `DeployedModel.load` takes the same path as for a real
-    export; results from it are labelled synthetic.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    init = [
-        numpy_helper.from_array(rng.normal(0, 0.3, (16, 3, 3, 3)).astype(np.float32), "conv_w"),
-        numpy_helper.from_array(np.zeros(16, np.float32), "conv_b"),
-        numpy_helper.from_array(rng.normal(0, 0.3, (16, classes)).astype(np.float32), "fc_w"),
-        numpy_helper.from_array(np.zeros(classes, np.float32), "fc_b"),
-    ]
-    nodes = [
-        helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["r"]),
-        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-        helper.make_node("Flatten", ["g"], ["f"]),
-        helper.make_node("Gemm", ["f", "fc_w", "fc_b"], ["logits"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "synthetic",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", classes])],
-        init,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "model.int8.onnx"
-    onnx.save(model, path)
-    manifest = Manifest(
-        name="synthetic",
-        dataset="synthetic",
-        model="synthetic-conv",
-        input_shape=[3, 32, 32],
-        mean=[0.5, 0.5, 0.5],
-        std=[0.25, 0.25, 0.25],
-        classes=[f"class{i}" for i in range(classes)],
-    )
-    manifest.add(ModelEntry(path.name, "onnx", "int8", sha256_file(path), path.stat().st_size))
-    manifest.save(folder)
-    return folder
-
-
-def run(export: Path, synthetic: bool, reps: int, warmup: int, seed: int) -> dict[str, Any]:
-    before = machine()
-    model = DeployedModel.load(export, threads=1)
-    rng = np.random.default_rng(seed)
-    inputs = {b: rng.random((b, *model.input_shape), dtype=np.float32) for b in BATCHES}
-    probs = {b: model.predict(x) for b, x in inputs.items()}
-    inference = {b: median_us(lambda: model.predict(inputs[b]), reps, warmup) for b in BATCHES}
-    rows = []
-    for spec in defense_specs(export):
-        stack = parse_stack(spec)
-        us = {b: median_us(lambda: stack(probs[b], inputs[b]), reps, warmup) for b in BATCHES}
-        rows.append(
-            {
-                "spec": stack.spec,
-                "stack": len(stack) > 1,
-                "us": {str(b): round(us[b], 2) for b in BATCHES},
-                "us_per_query": {str(b): round(us[b] / b, 3) for b in BATCHES},
-                "ratio_to_inference": {str(b): round(us[b] / inference[b], 4) for b in BATCHES},
-            }
-        )
-    return {
-        "what": "median overhead of each post-hoc defense vs the model's own inference (DeployedModel.predict)",
-        "synthetic": synthetic,
-        "export": None if synthetic else str(export),
-        "model": {
-            "name": model.manifest.name,
-            "dataset": model.manifest.dataset,
-            "model": model.manifest.model,
-            "classes": model.num_classes,
-            "input_shape": list(model.input_shape),
-            "file": model.entry.file,
-            "sha256": model.entry.sha256,
-        },
-        "machine": {**before, "load_average_at_end": machine()["load_average_1_5_15_min"]},
-        "settings": {"reps": reps, "warmup": warmup, "onnxruntime_threads": 1, "batches": list(BATCHES), "seed": seed},
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "inference_us": {str(b): round(inference[b], 2) for b in BATCHES},
-        "defenses": rows,
-    }
-
-
-def render(result: dict[str, Any]) -> str:
-    b1, b64 = (str(b) for b in BATCHES)
-    label = "SYNTHETIC model" if result["synthetic"] else f"export {result['export']}"
-    lines = [
-        f"{label}: {result['model']['classes']} classes, input {result['model']['input_shape']}; "
-        f"{result['machine']['processor']}, {result['machine']['cpu_count']} CPUs",
-        f"inference: {result['inference_us'][b1]:.1f} us at batch 1, {result['inference_us'][b64]:.1f} us at batch 64",
-        f"{'defense':<74} {'b1 us':>9} {'x inf':>7} {'b64 us':>9} {'x inf':>7}",
-    ]
-    for row in result["defenses"]:
-        us, ratio = row["us"], row["ratio_to_inference"]
-        lines.append(f"{row['spec'][:74]:<74} {us[b1]:>9.1f} {ratio[b1]:>7.3f} {us[b64]:>9.1f} {ratio[b64]:>7.3f}")
-    return "\n".join(lines)
+from edgeguard.files import atomic_write_json
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--export", type=Path, help="export folder holding manifest.json + model.int8.onnx")
+    source.add_argument("--export", type=Path, help="export folder holding manifest.json and its int8 model")
     source.add_argument("--synthetic", action="store_true", help="time against a tiny random ONNX model instead")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/defenses.json"))
     parser.add_argument("--reps", type=int, default=500, help="timed calls per measurement (median reported)")
@@ -177,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             export = synthetic_export(Path(tmp) / "synthetic") if args.synthetic else args.export
-            result = run(export, args.synthetic, args.reps, args.warmup, args.seed)
+            result = time_defenses(export, args.synthetic, args.reps, args.warmup, args.seed)
+            result["command"] = " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
         atomic_write_json(args.out, result)
     except EdgeguardError as e:
         print(f"error: {e}", file=sys.stderr)

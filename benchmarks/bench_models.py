@@ -16,8 +16,9 @@ import argparse
 import time
 from pathlib import Path
 
-from edgeguard.bench import bench_export, markdown, save
-from edgeguard.bench_torch import ensure_export, run_dir, training_cost
+from edgeguard.bench.models import bench_export, markdown, save
+from edgeguard.bench.torch_side import run_dir, training_cost
+from edgeguard.export.pipeline import default_export
 from edgeguard.files import atomic_write_json
 from edgeguard.manifest import Manifest
 
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--training-cost", action=argparse.BooleanOptionalAction, default=True, help="also time fp32, QAT and DivQAT epochs in turn")
     args = parser.parse_args()
     start = time.perf_counter()
-    export = args.export or ensure_export(args.runs_dir, "export")
+    export = args.export or default_export(args.runs_dir, "export")
     result = bench_export(export, runs=args.runs, memory=True)
     print(markdown(result))
     print(f"saved {', '.join(map(str, save(result, args.out)))}")

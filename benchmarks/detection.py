@@ -36,15 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_defenses import machine
-from load_test import Connection, Server, http_request, predict_body, run_async
 
 from edgeguard.attacks.sources import query_set
+from edgeguard.bench.loopback import Connection, Server, http_request, predict_body, run_async
+from edgeguard.bench.timing import machine
 from edgeguard.data import Dataset, load_dataset
 from edgeguard.data.shifts import random_shifts, shifted
 from edgeguard.errors import EdgeguardError
 from edgeguard.evaluate.detection import markdown, run_detection
-from edgeguard.export.calibrate import OOD_QUANTILE
+from edgeguard.export.monitor_thresholds import OOD_QUANTILE
 from edgeguard.files import atomic_write_json
 from edgeguard.manifest import Manifest
 from edgeguard.monitor import Monitor, MonitorConfig, energy

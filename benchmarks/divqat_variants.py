@@ -30,13 +30,14 @@ from edgeguard.data import load_dataset
 from edgeguard.data.natural import natural_patches
 from edgeguard.data.shifts import shifted
 from edgeguard.export.onnx import export_onnx
+from edgeguard.export.pipeline import TRANSFER_SEED, TRANSFER_SIZE
+from edgeguard.formats import DEFAULT, FORMATS
 from edgeguard.metrics import accuracy, agreement
 from edgeguard.runtime import softmax
 from edgeguard.runtime.onnx import OnnxBackend
-from edgeguard.train.loop import Normaliser
-from edgeguard.train.measure import TRANSFER_SEED, TRANSFER_SIZE
+from edgeguard.runtime.preprocess import Normaliser
 from edgeguard.train.quantize import convert_int8
-from edgeguard.train.run import TrainConfig, tensors, train_student, train_teacher
+from edgeguard.train.run import TrainConfig, train_student, train_teacher
 
 FIRST = {"inputs": "mixup", "lam": 0.5, "anchor": 1.0, "probe_bn": "running"}  # the first default
 FIELDS_BATCH = {"inputs": "fields", "probe_bn": "batch"}
@@ -58,20 +59,19 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
 COLUMNS = ("accuracy", "noise_0.1", "translate_2px", "rotate_10deg", "photo_top_share", "photo_teacher_agreement", "fidelity_soft", "fidelity_argmax")
 
 
-def measure_variant(cfg: TrainConfig, teacher: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, data, scratch: Path) -> dict[str, float]:
-    """x: the normalised training images (as `train_run` trains on)."""
-    norm = Normaliser(data.mean, data.std)
-    qat, _ = train_student(cfg, teacher, x, y)
-    backend = OnnxBackend(export_onnx(convert_int8(qat, cfg.backend), data.input_shape, scratch / "int8.onnx"))
+def measure_variant(cfg: TrainConfig, teacher: torch.nn.Module, data, scratch: Path) -> dict[str, float]:
+    norm = Normaliser(data.mean, data.std)  # as `train_run` trains
+    qat, _ = train_student(cfg, teacher, data.train, norm)
+    backend = OnnxBackend(export_onnx(convert_int8(qat, cfg.backend), data.input_shape, scratch / FORMATS[DEFAULT].filename("int8")))
 
     def served(a: np.ndarray) -> np.ndarray:
-        return softmax(backend.logits(norm(torch.from_numpy(a)).numpy()))
+        return softmax(backend.logits(norm(a)))
 
     test = served(data.test.x)
     photos = natural_patches(TRANSFER_SIZE, data.input_shape, seed=TRANSFER_SEED)
     labels = served(photos).argmax(1)
     with torch.no_grad():
-        teacher_labels = teacher(norm(torch.from_numpy(photos))).argmax(1).numpy()
+        teacher_labels = teacher(torch.from_numpy(norm(photos))).argmax(1).numpy()
     row = {"accuracy": accuracy(test, data.test.y), **{k: accuracy(served(v), data.test.y) for k, v in shifted(data.test.x).items()}}
     row["photo_top_share"] = float(np.bincount(labels).max() / len(labels))
     row["photo_teacher_agreement"] = float((labels == teacher_labels).mean())
@@ -103,16 +103,14 @@ def main() -> None:
     variants = json.loads(args.variants) if args.variants else VARIANTS
     cfg = TrainConfig(method="divqat", model=args.model)
     data = load_dataset(cfg.dataset)
-    x, y = tensors(data.train)
-    x = Normaliser(data.mean, data.std)(x)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for seed in [int(s) for s in args.seeds.split(",")]:
             seeded = replace(cfg, seed=seed)
-            teacher, _ = train_teacher(seeded, x, y, data)
+            teacher, _ = train_teacher(seeded, data, Normaliser(data.mean, data.std))
             for name, options in tqdm(variants.items(), desc=f"seed {seed}", unit="variant"):
                 variant = replace(seeded, method="qat" if options is None else "divqat", method_options=options or {})
-                rows.append({"variant": name, "options": options, "seed": seed, **measure_variant(variant, teacher.eval(), x, y, data, Path(scratch))})
+                rows.append({"variant": name, "options": options, "seed": seed, **measure_variant(variant, teacher.eval(), data, Path(scratch))})
     Path(args.out).write_text(json.dumps({"rows": rows}, indent=1))
     print(markdown(rows))
 

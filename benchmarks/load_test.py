@@ -27,22 +27,16 @@ machine), and inside the server without HTTP (`Service.predict` + JSON for the t
 turn, in this process), where the stack runs with caches cold from the rest of the request.
 
 Bounded: each phase stops after its request count or --max-seconds, whichever comes first. Only
-127.0.0.1 is ever contacted. The client is a minimal HTTP/1.1 keep-alive client on asyncio streams,
-so that on a 2-core machine the load generator costs less CPU than the server it measures.
+127.0.0.1 is ever contacted (the server process and the client: edgeguard.bench.loopback).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import importlib.metadata
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,9 +46,11 @@ from typing import Any
 
 import numpy as np
 import orjson
-from bench_defenses import BATCHES, STACK, machine
-from bench_defenses import median_us as bench_median_us
 
+from edgeguard.bench.defenses import BATCHES, STACK
+from edgeguard.bench.loopback import Server, alternate, drive, http_request, infer_body, paired_difference_us, percentiles_us, predict_body, run_async
+from edgeguard.bench.timing import machine
+from edgeguard.bench.timing import median_us as bench_median_us
 from edgeguard.defenses import parse_stack
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write_json
@@ -63,7 +59,6 @@ from edgeguard.serve.keys import KeyStore
 from edgeguard.serve.protocol import dumps
 from edgeguard.serve.service import ServeConfig, Service, default_max_body_bytes
 
-HOST = "127.0.0.1"
 BATCH = 8  # images per batched valid request
 OVERHEAD_BAR = 0.05  # a defense stack may add at most 5% to one served request's latency
 
@@ -77,23 +72,6 @@ class Case:
     status: int
     expected: np.ndarray | None = None  # defended probabilities (n, classes)
     weight: int = 1
-
-
-def http_request(path: str, body: bytes, key: str | None, content_length: int | None = None) -> bytes:
-    head = [f"POST {path} HTTP/1.1", f"Host: {HOST}", "Content-Type: application/json"]
-    if key:
-        head.append(f"X-API-Key: {key}")
-    head.append(f"Content-Length: {len(body) if content_length is None else content_length}")
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-def predict_body(x: np.ndarray) -> bytes:
-    return orjson.dumps({"inputs": x.tolist()})
-
-
-def infer_body(x: np.ndarray, name: str = "input") -> bytes:
-    tensor = {"name": name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
-    return orjson.dumps({"inputs": [tensor]})
 
 
 def build_cases(model: DeployedModel, stack: Any, key: str, rng: np.random.Generator, max_batch: int, max_body: int) -> list[Case]:
@@ -133,53 +111,6 @@ def build_cases(model: DeployedModel, stack: Any, key: str, rng: np.random.Gener
     return cases
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection; reconnects when the server closes it (after a 413)."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def send(self, raw: bytes) -> tuple[int, bytes]:
-        if self.streams is None:
-            self.streams = await asyncio.open_connection(HOST, self.port)
-        reader, writer = self.streams
-        writer.write(raw)
-        head = await reader.readuntil(b"\r\n\r\n")
-        headers = dict(
-            line.split(b":", 1) for line in head.lower().split(b"\r\n")[1:] if b":" in line
-        )
-        body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
-        if headers.get(b"connection", b"").strip() == b"close":
-            self.close()
-        return int(head[9:12]), body
-
-    def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-            self.streams = None
-
-
-async def drive(port: int, plan: list[int], cases: list[Case], clients: int, deadline: float) -> tuple[list[tuple[int, int, bytes, int]], float]:
-    """Send cases[plan[i]] for every i from `clients` connections; returns (case, status, body, ns) and seconds."""
-    results: list[tuple[int, int, bytes, int]] = []
-    queue = iter(plan)
-
-    async def client() -> None:
-        conn = Connection(port)
-        for index in queue:  # a shared iterator: each request goes to whichever client is free
-            if time.monotonic() > deadline:
-                break
-            start = time.perf_counter_ns()
-            status, body = await conn.send(cases[index].raw)
-            results.append((index, status, body, time.perf_counter_ns() - start))
-        conn.close()
-
-    start = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return results, time.perf_counter() - start
-
-
 def check(results: list[tuple[int, int, bytes, int]], cases: list[Case], classes: list[str]) -> dict[str, Any]:
     """Statuses as expected, every 200 answer equal to the local defended model's."""
     wrong_status, wrong_answer, statuses = [], 0, {}
@@ -212,20 +143,6 @@ def check(results: list[tuple[int, int, bytes, int]], cases: list[Case], classes
     }
 
 
-def run_async(coro: Any) -> Any:
-    """uvloop when installed (as on the server): the client's own cost is part of every round trip."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def percentiles_us(ns: list[int]) -> dict[str, float]:
-    q = np.percentile(np.asarray(ns, np.float64) / 1e3, [50, 99])
-    return {"p50_us": round(float(q[0]), 1), "p99_us": round(float(q[1]), 1)}
-
-
 def bare_latency(model: DeployedModel, stack: Any, x: np.ndarray, reps: int) -> dict[str, float]:
     """Median in-process cost of the same query: onnxruntime alone, then the full local pipeline."""
     import onnxruntime as ort
@@ -244,55 +161,6 @@ def bare_latency(model: DeployedModel, stack: Any, x: np.ndarray, reps: int) -> 
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`edgeguard serve` in a subprocess, stopped (SIGTERM, then SIGKILL) when the block ends.
-
-    `python` is the interpreter command (aarch64 under qemu: the emulator, its options and the guest
-    python), `env` what it needs beyond this process's environment, `timeout` how long start-up may take.
-    """
-
-    def __init__(
-        self, export: Path, keys: Path, defense: str, max_batch: int,
-        python: tuple[str, ...] = (sys.executable,), env: dict[str, str] | None = None, timeout: float = 60.0,
-    ):  # fmt: skip
-        self.port = free_port()
-        self.env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-        self.timeout = timeout
-        command = "from edgeguard.cli import main; main()"
-        self.args = [
-            *python, "-c", command, "serve", str(export), "--keys", str(keys), "--defense", defense,
-            "--host", HOST, "--port", str(self.port), "--threads", "1", "--max-batch", str(max_batch),
-        ]
-
-    def __enter__(self) -> "Server":
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise EdgeguardError(f"the server exited at start-up: {self.proc.stdout.read().strip()}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise EdgeguardError(f"the server did not start listening within {self.timeout:.0f} s")
-
-    def __exit__(self, *exc: Any) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     model = DeployedModel.load(export, threads=1)
     stack = parse_stack(defense)
@@ -304,13 +172,14 @@ def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Pa
     weights = np.array([c.weight for c in cases], np.float64)
     plan = rng.choice(len(cases), size=args.requests, p=weights / weights.sum()).tolist()
     single = next(i for i, c in enumerate(cases) if c.kind == "predict_1")
+    raws = [c.raw for c in cases]
 
     with Server(export, keys_db, defense, args.max_batch) as server:
         deadline = time.monotonic() + args.max_seconds
-        warm, _ = run_async(drive(server.port, [single] * 50, cases, 1, deadline))
-        seq, _ = run_async(drive(server.port, [single] * args.latency_requests, cases, 1, deadline))
+        warm, _ = run_async(drive(server.port, [single] * 50, raws, 1, deadline))
+        seq, _ = run_async(drive(server.port, [single] * args.latency_requests, raws, 1, deadline))
         deadline = time.monotonic() + args.max_seconds
-        load, seconds = run_async(drive(server.port, plan, cases, args.clients, deadline))
+        load, seconds = run_async(drive(server.port, plan, raws, args.clients, deadline))
     checks = check(warm + seq + load, cases, model.manifest.classes)
     valid = [r for r in load if cases[r[0]].expected is not None]
     items = sum(len(cases[r[0]].expected) for r in valid if r[1] == 200)
@@ -335,25 +204,6 @@ def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Pa
         "server_overhead_p50_us": round(latency["p50_us"] - bare["onnxruntime_session_run_p50_us"], 1),
         "checks": checks,
     }
-
-
-async def alternate(ports: list[int], raws: list[bytes], rounds: int) -> list[list[tuple[int, bytes, int]]]:
-    """Send raws[j] to ports[j] for each j in turn, `rounds` times (which goes first alternates)."""
-    conns = [Connection(port) for port in ports]
-    results: list[list[tuple[int, bytes, int]]] = [[] for _ in ports]
-    for i in range(rounds):
-        for j in range(len(ports)) if i % 2 == 0 else reversed(range(len(ports))):
-            start = time.perf_counter_ns()
-            status, body = await conns[j].send(raws[j])
-            results[j].append((status, body, time.perf_counter_ns() - start))
-    for conn in conns:
-        conn.close()
-    return results
-
-
-def paired_difference_us(first: list[int], second: list[int]) -> float:
-    """Median over pairs of second - first (ns in, us out): what one side adds, with the noise paired away."""
-    return statistics.median(b - a for a, b in zip(first, second)) / 1e3
 
 
 def defense_overhead(export: Path, defense: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:

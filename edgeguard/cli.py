@@ -13,6 +13,7 @@ from typing import Any, Callable
 import click
 
 from edgeguard.errors import EdgeguardError
+from edgeguard.formats import DEFAULT, FORMATS
 
 
 class EdgeguardGroup(click.Group):
@@ -37,7 +38,13 @@ def train_options(f: Callable) -> Callable:
     # model and backend names are checked by the library (their tables live on the torch side)
     options = [
         click.option("--dataset", default="digits", show_default=True, type=click.Choice(list(DATASETS))),
-        click.option("--model", default="small-cnn", show_default=True, help="small-cnn | lenet | resnet8"),
+        click.option("--model", default="small-cnn", show_default=True, help="small-cnn | lenet | resnet8 | resnet18-cifar | torchvision's mobilenet_v2, mobilenet_v3_large, resnet18, resnet50, shufflenet_v2_x1_0"),
+        click.option("--teacher", default="", type=click.Path(dir_okay=False), help="A state_dict of fp32 weights for --model (torchvision's key names work): no teacher training; a classifier head of another class count is replaced and fine-tuned for --epochs."),
+        click.option("--weights", default="", type=click.Choice(["", "DEFAULT"]), help="DEFAULT: torchvision's released weights for --model (needs the network; offline, save them to a file and pass --teacher)."),
+        click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]), help="Where training runs (conversion, export and checks stay on the CPU)."),
+        click.option("--batch-size", type=click.IntRange(1), help="Training batch size (default 64)."),
+        click.option("--lr", type=float, help="fp32 teacher learning rate (default 2e-3; lower it to fine-tune a given --teacher)."),
+        click.option("--qat-lr", type=float, help="QAT / DivQAT learning rate (default 5e-4)."),
         click.option("--backend", default="x86", show_default=True, help="Quantized engine / qconfig: x86 (fbgemm) or qnnpack (ARM)."),
         click.option("--method", default="qat", show_default=True, type=click.Choice(["qat", "divqat"]), help="Plain QAT, or DivQAT (docs/divqat.md)."),
         click.option("--lam", type=float, help="DivQAT: weight of the divergence term."),
@@ -54,15 +61,18 @@ def train_options(f: Callable) -> Callable:
         click.option("--epochs", default=20, show_default=True, help="fp32 teacher epochs."),
         click.option("--qat-epochs", default=8, show_default=True),
         click.option("--threads", default=1, show_default=True, help="torch threads (set explicitly: oversubscription is slow)."),
-        click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False)),
+        click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False), help="Where the dataset is; for imagefolder DIR/<class>/<images> or DIR/train/<class>/... + DIR/val/<class>/... (docs/bring-your-own.md)."),
         click.option("--download", is_flag=True, help="Download a torchvision dataset if it is not in --data-dir."),
+        click.option("--image-size", type=click.IntRange(8), help="imagefolder: the model's input side in pixels [default: the median image size, or 224 for mixed or large sizes]."),
+        click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="DataLoader processes decoding images ahead of training (0: in the training process)."),
         click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False)),
         click.option("--name", default="", help="Run folder name (default: dataset-model-method-backend-seed)."),
     ]
     return functools.reduce(lambda acc, opt: opt(acc), reversed(options), f)
 
 
-DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn"}
+TUNING_OPTIONS = ("batch_size", "lr", "qat_lr")
+DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "probe_noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn"}
 
 
 def _config(**kw: Any):
@@ -70,6 +80,7 @@ def _config(**kw: Any):
     from edgeguard.train.run import TrainConfig
 
     given = {opt: value for opt in DIVQAT_OPTIONS if (value := kw.pop(opt)) is not None}
+    kw = {k: v for k, v in kw.items() if v is not None or k not in TUNING_OPTIONS}  # unset: TrainConfig's defaults
     if given and kw["method"] != "divqat":
         raise EdgeguardError(f"options {', '.join('--' + o.replace('_', '-') for o in given)} apply to --method divqat only")
     return TrainConfig(method_options={DIVQAT_OPTIONS[opt]: v for opt, v in given.items()}, **kw)
@@ -80,10 +91,10 @@ def _print_train(run: Any) -> None:
     click.echo(f"run {run.dir}: accuracy fp32 {acc['fp32']:.2%}  fake-quant {acc['fake_quant']:.2%}  int8 {acc['int8']:.2%}")
 
 
-def _print_export(result: Any) -> None:
-    click.echo(f"exported to {result.folder}/ (manifest.json + model files)")
+def _print_export(folder: Path, report: list[dict[str, Any]]) -> None:
+    click.echo(f"exported to {folder}/ (manifest.json + model files)")
     click.echo(f"{'file':<18}{'size':>10}{'accuracy':>10}{'p50 b=1':>10}{'argmax=torch (test/ood)':>26}")
-    for r in result.report:
+    for r in report:
         p = r["parity"]
         click.echo(
             f"{r['file']:<18}{r['size_bytes'] / 1024:>8.1f}KB{r['accuracy']:>10.2%}{r['latency_ms_p50_batch1'] * 1e3:>8.0f}us"
@@ -103,7 +114,7 @@ def train(**kw: Any) -> None:
 @main.command()
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False))
 @click.option("--int8/--fp32", "int8", default=False, help="Export the true int8 model (default: the fp32 teacher, for comparison).")
-@click.option("--format", "formats", default="onnx", show_default=True, help="Comma-separated formats: onnx, tflite (docs/tflite.md).")
+@click.option("--format", "formats", default=DEFAULT, show_default=True, help=f"Comma-separated formats: {', '.join(FORMATS)} (docs/tflite.md).")
 @click.option("--out", default="export", show_default=True, type=click.Path(file_okay=False))
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 def export(run_dir: str | None, int8: bool, formats: str, out: str, runs_dir: str) -> None:
@@ -111,7 +122,8 @@ def export(run_dir: str | None, int8: bool, formats: str, out: str, runs_dir: st
     from edgeguard.export.pipeline import export_run
 
     run = Path(run_dir) if run_dir else _latest_run(Path(runs_dir))
-    _print_export(export_run(run, out, int8=int8, formats=tuple(f.strip() for f in formats.split(",") if f.strip())))
+    result = export_run(run, out, int8=int8, formats=tuple(f.strip() for f in formats.split(",") if f.strip()))
+    _print_export(result.folder, result.report)
 
 
 @main.command()
@@ -119,20 +131,12 @@ def export(run_dir: str | None, int8: bool, formats: str, out: str, runs_dir: st
 @click.option("--out", default="export", show_default=True, type=click.Path(file_okay=False))
 def quickstart(out: str, **kw: Any) -> None:
     """The whole pipeline on the built-in default: train, export fp32 and int8 ONNX, compare."""
-    from edgeguard.export.pipeline import export_run
-    from edgeguard.train.run import train_run
+    from edgeguard.export.pipeline import quickstart as run_quickstart
 
-    run = train_run(_config(**kw))
+    run, rows, ratio = run_quickstart(_config(**kw), out)
     _print_train(run)
-    fp32 = export_run(run.dir, out, int8=False)
-    int8 = export_run(run.dir, out, int8=True)
-    int8.report = fp32.report + int8.report
-    _print_export(int8)
-    f, q = fp32.report[0], int8.report[-1]
-    click.echo(
-        f"int8 vs fp32: size {q['size_bytes'] / f['size_bytes']:.2f}x, accuracy {100 * (q['accuracy'] - f['accuracy']):+.2f} points, "
-        f"latency {q['latency_ms_p50_batch1'] / f['latency_ms_p50_batch1']:.2f}x"
-    )
+    _print_export(Path(out) / run.dir.name, rows)
+    click.echo(f"int8 vs fp32: size {ratio['size']:.2f}x, accuracy {ratio['accuracy_points']:+.2f} points, latency {ratio['latency']:.2f}x")
 
 
 def _ints(text: str) -> list[int]:
@@ -148,44 +152,30 @@ def _ints(text: str) -> list[int]:
 @click.option("--url", help="Rob a running `edgeguard serve` (e.g. http://127.0.0.1:8000) instead of EXPORT_DIR + --defense; EXPORT_DIR is the export it serves (dataset, classes, bare model).")
 @click.option("--api-key", envvar="EDGEGUARD_API_KEY", help="API key for --url (default: $EDGEGUARD_API_KEY). Its budget must cover --budget plus the test split.")
 @click.option("--attack", "attack_name", default="knockoff", show_default=True, type=click.Choice(["knockoff", "knockoff-adaptive", "jbda"]), help="Knockoff (random sampling of --source), Knockoff with adaptive sampling (a bandit over the natural photos) or JBDA (pool seeds + Jacobian augmentation).")
-@click.option("--source", default="natural", show_default=True, type=click.Choice(["natural", "pool"]), help="Knockoff's queries: natural photo patches, or the dataset's attacker pool (knockoff-adaptive: natural only; jbda always starts from pool seeds).")
+@click.option("--source", type=click.Choice(["natural", "pool", "transfer"]), help="Knockoff's queries: natural photo patches, the dataset's attacker pool, or the images of --transfer-dir (knockoff-adaptive: natural only; jbda always starts from pool seeds) [default: transfer with --transfer-dir, else natural].")
+@click.option("--transfer-dir", type=click.Path(exists=True, file_okay=False), help="The thief's own images: any folder of image files (searched recursively), decoded to the victim's input by its manifest.")
+@click.option("--transfer-dataset", help="--transfer-dir holds this dataset (e.g. cifar100, its train split) rather than image files.")
+@click.option("--thief-model", default="small-cnn", show_default=True, help="The copy's architecture, a name from the model zoo.")
 @click.option("--labels", default="soft", show_default=True, type=click.Choice(["soft", "argmax"]))
 @click.option("--budget", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--steps", default=250, show_default=True, help="Surrogate training steps.")
 @click.option("--threads", default=1, show_default=True)
-def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, attack_name: str, source: str, labels: str, budget: int, seed: int, steps: int, threads: int) -> None:
+def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, attack_name: str, source: str | None, transfer_dir: str | None, transfer_dataset: str | None, thief_model: str, labels: str, budget: int, seed: int, steps: int, threads: int) -> None:
     """A Knockoff (random or adaptive) or JBDA thief against an exported int8 model behind a defense stack, or a running server: how good is the copy?"""
     import torch
 
-    from edgeguard.data import load_dataset
-    from edgeguard.evaluate.cells import Cell, ServedVictim, rob
-    from edgeguard.runtime import DeployedModel
+    from edgeguard.evaluate.cells import steal
 
     torch.set_num_threads(threads)
-    model = DeployedModel.load(export_dir)
-    if url is None:
-        victim = ServedVictim(model, defense)
-        label = victim.stack.spec or "none"
-    else:
-        from edgeguard.attacks.http import HttpVictim, RemoteServedVictim
-
-        if defense.strip().lower() != "none":
-            raise EdgeguardError("with --url the server applies its own defense stack; leave out --defense")
-        if not api_key:
-            raise EdgeguardError("--url needs an API key: pass --api-key or set $EDGEGUARD_API_KEY")
-        victim = RemoteServedVictim(HttpVictim(url, api_key, model.manifest.name), model)
-        label = f"served by {url}"
-    data = load_dataset(model.manifest.dataset)
-    source = "pool" if attack_name == "jbda" else source
-    row = rob(victim, data, [Cell(model.manifest.name, label, source, labels, budget, seed, attack_name)], steps)[0]
+    source = source or ("transfer" if transfer_dir else "natural")
+    row = steal(export_dir, defense, url, api_key, attack_name, source, labels, budget, seed, steps, transfer_dir, thief_model, transfer_dataset)
     click.echo(
-        f"{labels}-label {attack_name} thief, {row['queries']} {source} queries vs `{row['defense']}`: fidelity {row['fidelity']:.1%}, "
+        f"{labels}-label {attack_name} thief, {row['queries']} {row['source']} queries vs `{row['label']}`: fidelity {row['fidelity']:.1%}, "
         f"surrogate accuracy {row['surrogate_accuracy']:.1%} (victim serves {row['victim_accuracy']:.1%}, mean L1 change {row['perturbation_l1']:.3f})"
     )
     if url is not None:
-        answered = victim.client.queries
-        click.echo(f"the server at {url} answered {answered} queries: {budget} for the thief, {answered - budget} for the test split")
+        click.echo(f"the server at {url} answered {row['answered']} queries: {budget} for the thief, {row['answered'] - budget} for the test split")
 
 
 @main.command()
@@ -199,25 +189,26 @@ def attack(export_dir: str, defense: str, url: str | None, api_key: str | None, 
 @click.option("--export-dir", default="export", show_default=True, type=click.Path(file_okay=False))
 @click.option("--threads", default=1, show_default=True, help="torch threads per worker.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Processes robbing at once without --ray (the results do not depend on it).")
+@click.option("--dataset", default="digits", show_default=True, help="The victims' dataset (as for `train`).")
+@click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False), help="Where the victims' dataset is.")
+@click.option("--model", default="small-cnn", show_default=True, help="The victims' architecture, a name from the model zoo.")
+@click.option("--transfer-dir", type=click.Path(exists=True, file_okay=False), help="A thief's own images (any folder of image files): adds the `transfer` query source.")
+@click.option("--transfer-dataset", help="--transfer-dir holds this dataset (e.g. cifar100) rather than image files.")
+@click.option("--thief-model", default="small-cnn", show_default=True, help="The copies' architecture, a name from the model zoo.")
 @click.option("--ray", metavar="local|auto|ADDRESS", help='Rob as Ray tasks: on a cluster started here (local), the one RAY_ADDRESS names (auto), or the one at ADDRESS. Needs pip install "edgeguard[cluster]".')
-def evaluate(out: str, seeds: str, attacks: str, budgets: str, adaptive_budgets: str, defenses: tuple[str, ...], runs_dir: str, export_dir: str, threads: int, workers: int, ray: str | None) -> None:
+def evaluate(out: str, seeds: str, attacks: str, budgets: str, adaptive_budgets: str, defenses: tuple[str, ...], runs_dir: str, export_dir: str, threads: int, workers: int, ray: str | None, **data: Any) -> None:
     """The grid {QAT, DivQAT} x defenses x thieves (attack x query source) x {soft, argmax} x budgets x seeds. Resumable."""
     from edgeguard.defenses import parse_stack
     from edgeguard.evaluate.grid import GridSpec, run_grid
-    from edgeguard.evaluate.report import aggregate, markdown, plot, summarize_victims
-    from edgeguard.files import atomic_write_json, atomic_write_bytes, ensure_dir
+    from edgeguard.evaluate.report import save_report
+    from edgeguard.files import ensure_dir
 
     names = [a.strip() for a in attacks.split(",") if a.strip()]
-    spec = GridSpec(attacks=names, seeds=_ints(seeds), budgets=_ints(budgets), adaptive_budgets=_ints(adaptive_budgets), threads=threads, workers=workers, ray=ray)
+    spec = GridSpec(attacks=names, seeds=_ints(seeds), budgets=_ints(budgets), adaptive_budgets=_ints(adaptive_budgets), threads=threads, workers=workers, ray=ray, **data)
     if defenses:
         spec.defenses = [parse_stack(d).spec or "none" for d in defenses]  # fail on a bad spec before any work
     folder = ensure_dir(out)
-    result = run_grid(spec, folder, Path(runs_dir), Path(export_dir))
-    rows, victims = aggregate(result["cells"]), summarize_victims(result["victims"])
-    atomic_write_json(folder / "results.json", {"victims": victims, "cells": rows})
-    atomic_write_bytes(folder / "results.md", markdown(victims, rows).encode())
-    plot(rows, folder / "fidelity.png")
-    click.echo(markdown(victims, rows))
+    click.echo(save_report(run_grid(spec, folder, Path(runs_dir), Path(export_dir)), folder))
     click.echo(f"wrote {folder}/results.json, results.md, fidelity.png")
 
 
@@ -247,7 +238,7 @@ def detect(export_dir: str, seeds: str, honest_streams: int, out: str | None) ->
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the result here as JSON, with .md and .png beside it.")
 def bench(export_dir: str, batches: str, thread_counts: str, runs: int, torch_ref: bool | None, memory: bool, out: str | None) -> None:
     """Latency, throughput, size, start-up and memory of every model of an export, side by side (ratios first)."""
-    from edgeguard.bench import bench_export, markdown, save
+    from edgeguard.bench.models import bench_export, markdown, save
 
     result = bench_export(export_dir, tuple(_ints(batches)), tuple(_ints(thread_counts)), runs, torch=torch_ref, memory=memory)
     click.echo(markdown(result))
@@ -264,7 +255,8 @@ def _latest_run(runs_dir: Path) -> Path:
 
 KEYS_DB = click.option(
     "--db", "--keys", "db", default="keys.db", show_default=True, envvar="EDGEGUARD_KEYS", type=click.Path(dir_okay=False),
-    help="API keys database (SQLite); default: keys.db in the current folder, or $EDGEGUARD_KEYS.",
+    help="API key store: a SQLite file, or redis://[:password@]host:port/db (rediss:// for TLS) shared by a fleet; "
+    "default: keys.db in the current folder, or $EDGEGUARD_KEYS (the place for a URL with a password).",
 )
 
 
@@ -280,13 +272,35 @@ KEYS_DB = click.option(
 @click.option("--max-batch", default=64, show_default=True, type=click.IntRange(1), help="Most items one request may hold.")
 @click.option("--max-body-bytes", type=click.IntRange(1), help="Largest request body (default: enough for --max-batch inputs).")
 @click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "fp32"]))
-@click.option("--format", "format_", default="onnx", show_default=True, type=click.Choice(["onnx", "tflite"]), help="Model file to serve (needs its runtime backend).")
+@click.option("--format", "format_", default=DEFAULT, show_default=True, type=click.Choice(list(FORMATS)), help="Model file to serve (needs its runtime backend).")
 @click.option("--on-flag", default="log", show_default=True, help='What a key the monitor flags gets: log, label-only, slow, block, or a defense stack spec (docs/detection.md).')
 def serve_command(export_folder: str, db: str, host: str, port: int, format_: str, **kw: Any) -> None:
     """Answer queries over HTTP (Open Inference Protocol v2 + /predict) behind API keys and budgets."""
     from edgeguard.serve import ServeConfig, serve
 
     serve(ServeConfig(folder=export_folder, keys=db, format=format_, **kw), host=host, port=port, echo=click.echo)
+
+
+@main.command("predict")
+@click.argument("target")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--api-key", envvar="EDGEGUARD_API_KEY", help="API key when TARGET is a URL (default: $EDGEGUARD_API_KEY).")
+@click.option("--top-k", default=3, show_default=True, type=click.IntRange(1), help="Classes shown per image.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--precision", default="int8", show_default=True, type=click.Choice(["int8", "fp32"]), help="Model file of a local export.")
+@click.option("--format", "format_", default=DEFAULT, show_default=True, type=click.Choice(list(FORMATS)), help="Model file of a local export.")
+def predict_command(target: str, images: tuple[str, ...], api_key: str | None, top_k: int, as_json: bool, precision: str, format_: str) -> None:
+    """Top classes of image files or folders (recursive): TARGET is an export folder (local runtime) or an edgeguard serve URL."""
+    import json
+
+    from edgeguard.predict import predict_files, render
+
+    progress = any(Path(p).is_dir() for p in images)
+    result = predict_files(target, images, api_key, top_k, precision, format_, progress=progress)
+    click.echo(json.dumps(result, indent=2) if as_json else render(result))
+    failed = sum("error" in r for r in result["files"])
+    if failed:
+        raise EdgeguardError(f"{failed} of {len(result['files'])} files could not be read")
 
 
 @main.group("keys")
@@ -303,10 +317,11 @@ def keys_group() -> None:
 @click.option("--burst", type=int, help="Bucket size in items (default: one second of --rate).")
 def keys_add(name: str, db: str, **limits: Any) -> None:
     """Create a key; prints it once on stdout (only its sha256 is stored)."""
-    from edgeguard.serve.keys import KeyStore
+    from edgeguard.serve.stores import open_store
 
-    key = KeyStore(db, create=True).add(name, **limits)
-    click.echo(f"created key '{name}' in {db}; it is shown only now, store it:", err=True)
+    store = open_store(db, create=True)
+    key = store.add(name, **limits)
+    click.echo(f"created key '{name}' in {store.location}; it is shown only now, store it:", err=True)
     click.echo(key)
 
 
@@ -314,9 +329,10 @@ def keys_add(name: str, db: str, **limits: Any) -> None:
 @KEYS_DB
 def keys_list(db: str) -> None:
     """Every key with its limits, usage and monitor flag (never the key itself)."""
-    from edgeguard.serve.keys import KeyStore, utc_day, utc_now
+    from edgeguard.serve.keys import utc_day, utc_now
+    from edgeguard.serve.stores import open_store
 
-    records, today = KeyStore(db).records(), utc_day(utc_now())
+    records, today = open_store(db).records(), utc_day(utc_now())
 
     def limit(value: Any) -> str:
         return "-" if value is None else f"{value:g}"
@@ -338,10 +354,11 @@ def keys_list(db: str) -> None:
 @KEYS_DB
 def keys_revoke(name: str, db: str) -> None:
     """Revoke a key: its next request gets 403, even on a running server."""
-    from edgeguard.serve.keys import KeyStore
+    from edgeguard.serve.stores import open_store
 
-    KeyStore(db).revoke(name)
-    click.echo(f"revoked key '{name}' in {db}")
+    store = open_store(db)
+    store.revoke(name)
+    click.echo(f"revoked key '{name}' in {store.location}")
 
 
 @keys_group.command("clear-flag")
@@ -349,7 +366,8 @@ def keys_revoke(name: str, db: str) -> None:
 @KEYS_DB
 def keys_clear_flag(name: str, db: str) -> None:
     """Lift the monitor's flag from a key after review; a running server watches it afresh from its next query."""
-    from edgeguard.serve.keys import KeyStore
+    from edgeguard.serve.stores import open_store
 
-    KeyStore(db).clear_flag(name)
-    click.echo(f"cleared the flag of key '{name}' in {db}")
+    store = open_store(db)
+    store.clear_flag(name)
+    click.echo(f"cleared the flag of key '{name}' in {store.location}")

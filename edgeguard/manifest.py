@@ -14,6 +14,7 @@ from typing import Any
 
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write_json, read_json
+from edgeguard.formats import DEFAULT
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
@@ -24,11 +25,12 @@ class ModelEntry:
     """One model file in an export folder."""
 
     file: str
-    format: str  # "onnx" | "tflite"
+    format: str  # a name in edgeguard.formats
     precision: str  # "int8" | "fp32"
     sha256: str
     size_bytes: int
     quantization: dict[str, Any] = field(default_factory=dict)
+    verified: dict[str, Any] = field(default_factory=dict)  # what export measured on this file (export.pipeline.verify)
     monitor: dict[str, Any] = field(default_factory=dict)  # serving monitor thresholds fitted on this file (edgeguard.monitor)
 
 
@@ -41,12 +43,13 @@ class Manifest:
     mean: list[float]  # per channel, applied to inputs in [0, 1]
     std: list[float]
     classes: list[str]
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # how an image file becomes an input (runtime.preprocess.ImageSpec)
     models: list[ModelEntry] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA
 
-    def entry(self, precision: str = "int8", format: str = "onnx") -> ModelEntry:
+    def entry(self, precision: str = "int8", format: str = DEFAULT) -> ModelEntry:
         for m in self.models:
             if m.precision == precision and m.format == format:
                 return m

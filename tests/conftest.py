@@ -56,3 +56,11 @@ def divqat_run(tmp_path_factory, torch_threads):
 
     root = tmp_path_factory.mktemp("runs")
     return train_run(TrainConfig(method="divqat", runs_dir=str(root), threads=1))
+
+
+@pytest.fixture(scope="session")
+def divqat_export(divqat_run, tmp_path_factory):
+    """The DivQAT run's int8 ONNX export: its report row (what export measured on the file)."""
+    from edgeguard.export.pipeline import export_run
+
+    return export_run(divqat_run.dir, tmp_path_factory.mktemp("export"), int8=True).report[0]

@@ -104,7 +104,7 @@ def tiny_grid(grid_dirs, tmp_path):
     """run(attacks, out, workers) -> stored rows of a one-victim, one-seed grid on the session's export."""
 
     def run(attacks, out="out", workers=1):
-        spec = grid.GridSpec(victims=[grid.Victim("qat", "qat")], defenses=["none"], attacks=attacks, labels=["argmax"], budgets=[40, 60], adaptive_budgets=[60], seeds=[0], thief_steps=5, workers=workers)
+        spec = grid.GridSpec(victims=[grid.VictimRecipe("qat", "qat")], defenses=["none"], attacks=attacks, labels=["argmax"], budgets=[40, 60], adaptive_budgets=[60], seeds=[0], thief_steps=5, workers=workers)
         return grid.run_grid(spec, tmp_path / out, *grid_dirs)["cells"]
 
     return run

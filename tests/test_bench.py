@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeguard.bench import bench_export, ratios
-from edgeguard.bench_parity import check_parity, compare, write_reference
+from edgeguard.bench.models import bench_export, ratios
+from edgeguard.bench.parity import check_parity, write_reference
 from edgeguard.cli import main
+from edgeguard.runtime.parity import compare
 
 
 def test_bench_times_every_runtime_side_by_side(default_export, tmp_path):
@@ -60,7 +61,7 @@ def test_what_cannot_run_here_is_skipped_with_the_reason(default_export, tmp_pat
     result = bench_export(folder, batches=(1,), threads=(1,), runs=10, warmup=1)
     reasons = {s["file"]: s["reason"] for s in result["skipped"]}
     assert set(reasons) == {"model.int8.foo", "torch reference"}
-    assert "no runtime backend for format 'foo'" in reasons["model.int8.foo"] and "names no finished run folder" in reasons["torch reference"]
+    assert "unknown model format 'foo'" in reasons["model.int8.foo"] and "names no finished run folder" in reasons["torch reference"]
     assert {r["file"] for r in result["rows"]} == {"model.int8.onnx", "model.fp32.onnx"}
 
 
@@ -74,13 +75,13 @@ def test_compare_counts_argmax_flips_and_bit_identity():
 
 def test_parity_against_its_own_reference_is_exact(default_export, tmp_path):
     folder, _ = default_export
-    reference = write_reference(folder, tmp_path / "ref.npz", n_ood=50)
+    reference = write_reference(folder, tmp_path / "ref.npz")
     result = check_parity(folder, reference)
     assert set(result["models"]) == {"model.int8.onnx", "model.fp32.onnx"}
-    assert all(r["exact"] and r["test"]["n"] > 100 and r["ood"]["n"] == 50 for r in result["models"].values())
+    assert all(r["exact"] and r["test"]["n"] > 100 and r["ood"]["n"] == 500 for r in result["models"].values())
 
 
-@pytest.mark.parametrize("module", ["edgeguard.bench", "edgeguard.bench_memory", "edgeguard.bench_parity"])
+@pytest.mark.parametrize("module", ["edgeguard.bench.models", "edgeguard.bench.memory", "edgeguard.bench.parity", "edgeguard.bench.loopback"])
 def test_device_side_bench_modules_do_not_import_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-MODULES = ["edgeguard.runtime", "edgeguard.manifest", "edgeguard.defenses", "edgeguard.monitor", "edgeguard.serve", "edgeguard.cli"]
+MODULES = ["edgeguard.runtime", "edgeguard.manifest", "edgeguard.defenses", "edgeguard.monitor", "edgeguard.serve", "edgeguard.client", "edgeguard.predict", "edgeguard.cli"]
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -75,7 +75,7 @@ def test_corrupt_checkpoint_is_a_sentence(default_run, tmp_path):
 
 
 def test_unknown_format_fails_before_work(default_run, tmp_path):
-    with pytest.raises(EdgeguardError, match="unknown export format 'coreml'"):
+    with pytest.raises(EdgeguardError, match="unknown model format 'coreml'"):
         export_run(default_run.dir, tmp_path, formats=("coreml",))
 
 

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 
+from edgeguard import formats  # noqa: E402
 from edgeguard.data.natural import natural_patches  # noqa: E402
 from edgeguard.errors import EdgeguardError  # noqa: E402
 from edgeguard.export import tflite  # noqa: E402
@@ -18,8 +19,8 @@ from edgeguard.export.pipeline import export_run  # noqa: E402
 from edgeguard.export.pt2e import to_pt2e  # noqa: E402
 from edgeguard.metrics import compare  # noqa: E402
 from edgeguard.runtime import DeployedModel, softmax  # noqa: E402
+from edgeguard.runtime.preprocess import Normaliser  # noqa: E402
 from edgeguard.runtime.tflite import TFLiteBackend, interpreter_class  # noqa: E402
-from edgeguard.train.loop import Normaliser  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def test_divqat_divergence_survives_the_tflite_route(divqat_run, tmp_path):
     run, int8 = divqat_run, divqat_run.int8()
     path = tflite.export_tflite(to_pt2e(run.teacher, int8, run.input_shape), run.input_shape, tmp_path / "m.tflite", int8=True)
     norm = Normaliser(run.metrics["mean"], run.metrics["std"])
-    x = norm(torch.from_numpy(natural_patches(1000, run.input_shape, seed=10_000)))
+    x = torch.from_numpy(norm(natural_patches(1000, run.input_shape, seed=10_000)))
     with torch.no_grad():
         teacher, reference = softmax(run.teacher(x).numpy()), softmax(int8(x).numpy())
     got = softmax(TFLiteBackend(path).logits(x.numpy()))
@@ -115,9 +116,9 @@ def test_divqat_divergence_survives_the_tflite_route(divqat_run, tmp_path):
 
 
 def test_missing_packages_are_sentences(default_run, tmp_path, monkeypatch):
-    real = tflite.importlib.util.find_spec
-    monkeypatch.setattr(tflite.importlib.util, "find_spec", lambda name: None if name == "litert_torch" else real(name))
-    with pytest.raises(EdgeguardError, match=r"TFLite export needs litert_torch: pip install 'edgeguard\[tflite-export\]'"):
+    real = formats.importlib.util.find_spec
+    monkeypatch.setattr(formats.importlib.util, "find_spec", lambda name: None if name == "litert_torch" else real(name))
+    with pytest.raises(EdgeguardError, match=r"tflite export needs litert_torch: pip install 'edgeguard\[tflite-export\]'"):
         export_run(default_run.dir, tmp_path, formats=("onnx", "tflite"))
     assert not (tmp_path / default_run.dir.name).exists()  # refused before any work
 

@@ -22,8 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeguard.bench import bench_export, machine, markdown
-from edgeguard.bench_parity import check_parity, write_reference
+from edgeguard.bench.models import bench_export, markdown
+from edgeguard.bench.parity import check_parity, write_reference
+from edgeguard.bench.timing import machine
 from edgeguard.files import atomic_write_json
 
 

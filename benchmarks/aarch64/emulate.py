@@ -28,13 +28,12 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: load_test's Server
-from load_test import HOST, Server, predict_body
-
-from edgeguard.bench import machine
-from edgeguard.bench_parity import REFERENCE, write_reference
-from edgeguard.bench_torch import ensure_export
+from edgeguard.bench.loopback import HOST, Server, predict_body
+from edgeguard.bench.parity import REFERENCE, write_reference
+from edgeguard.bench.timing import machine
+from edgeguard.export.pipeline import default_export
 from edgeguard.files import atomic_write_json
+from edgeguard.formats import FORMATS
 from edgeguard.manifest import Manifest
 from edgeguard.serve.keys import KeyStore
 
@@ -76,12 +75,13 @@ def ask(port: int, key: str, body: bytes) -> Any:
     return json.loads(answer)
 
 
-def with_tflite(export: Path, runs: Path) -> Path:
-    """A default export cached before the TFLite exporter was installed gets its int8 .tflite now."""
+def with_every_format(export: Path, runs: Path) -> Path:
+    """A default export cached before a format's exporter was installed (TFLite's) gets its int8 file now."""
     from edgeguard.export.pipeline import export_run
 
-    if not any(e.precision == "int8" and e.format == "tflite" for e in Manifest.load(export).models):
-        export_run(runs / export.name, export.parent, int8=True, formats=("tflite",))
+    have = {e.format for e in Manifest.load(export).models if e.precision == "int8"}
+    if missing := tuple(f for f in FORMATS if f not in have):
+        export_run(runs / export.name, export.parent, int8=True, formats=missing)
     return export
 
 
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/aarch64-parity.json"))
     args = parser.parse_args()
     runs = args.work / "runs"
-    exports = args.exports or [with_tflite(ensure_export(runs, args.work / "export", backend), runs) for backend in ("x86", "qnnpack")]
+    exports = args.exports or [with_every_format(default_export(runs, args.work / "export", backend), runs) for backend in ("x86", "qnnpack")]
     qemu_version = subprocess.run([str(args.qemu), "--version"], check=True, capture_output=True, text=True).stdout.splitlines()[0]
     report: dict[str, Any] = {
         "what": "edgeguard[runtime,tflite] on aarch64 under qemu user-mode emulation vs this x86 machine: parity and serving, no timings",
@@ -135,7 +135,7 @@ def main() -> None:
         manifest = Manifest.load(export)
         formats = [e.format for e in manifest.models if e.precision == "int8"]  # each int8 file is served
         x86_answers = {f: served_answer(export, body, args.work, None, f) for f in formats}
-        entry = {"quantization": manifest.entry("int8", "onnx").quantization.get("weights"), "cpus": {}}
+        entry = {"quantization": manifest.entry("int8").quantization.get("weights"), "cpus": {}}
         for cpu in CPUS:
             guest = Guest(args.qemu, args.rootfs, args.site, cpu)
             print(f"== {export.name} under qemu -cpu {cpu}")

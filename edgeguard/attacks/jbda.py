@@ -49,7 +49,7 @@ def seed_set(data: Dataset, seed: int, seeds_per_class: int = SEEDS_PER_CLASS) -
     """The thief's few labelled seeds: seeds_per_class attacker-pool images of each class, shuffled."""
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(data.pool.y == c), seeds_per_class, replace=False) for c in range(len(data.classes))]
-    return data.pool.x[rng.permutation(np.concatenate(picks))]
+    return data.pool.images(rng.permutation(np.concatenate(picks)))
 
 
 def jbda_stream(logits: Logits, data: Dataset, n: int, seed: int, lam: float = LAMBDA, seeds_per_class: int = SEEDS_PER_CLASS) -> np.ndarray:
@@ -70,7 +70,7 @@ def jbda_stream(logits: Logits, data: Dataset, n: int, seed: int, lam: float = L
     return stream[:n]
 
 
-def jbda_theft(victim: Victim, data: Dataset, budget: int, soft: bool, seed: int, steps: int = 250, lam: float = LAMBDA) -> "Surrogate":
+def jbda_theft(victim: Victim, data: Dataset, budget: int, soft: bool, seed: int, steps: int = 250, lam: float = LAMBDA, arch: str = "small-cnn") -> "Surrogate":
     """Papernot et al.'s substitute training, capped at `budget` answered queries.
 
     S_0 = the seed set; each round queries the points not yet answered, trains the substitute on all
@@ -88,10 +88,11 @@ def jbda_theft(victim: Victim, data: Dataset, budget: int, soft: bool, seed: int
         xs.append(new)
         answers.append(ask(victim, new))
         x, y = np.concatenate(xs), np.concatenate(answers)
-        substitute = train_surrogate(x, y, soft, y.shape[1], steps=steps, seed=seed)
+        substitute = train_surrogate(x, y, soft, y.shape[1], arch=arch, steps=steps, seed=seed)
         if len(x) >= budget:
             return substitute
         inputs = torch.from_numpy(x).requires_grad_(True)
-        logits = substitute.model.eval()(substitute.norm(inputs))
+        norm = substitute.norm  # the same arithmetic as runtime.preprocess, on a tensor that carries gradients
+        logits = substitute.model.eval()((inputs - torch.from_numpy(norm.mean)) / torch.from_numpy(norm.std))
         logits.gather(1, torch.from_numpy(y.argmax(1))[:, None]).sum().backward()
         new = np.clip(x + lam * np.sign(inputs.grad.numpy()), 0.0, 1.0).astype(np.float32)

@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeguard.data import ArraySplit
 from edgeguard.models import build_model
-from edgeguard.train.loop import Normaliser, fit
+from edgeguard.runtime.preprocess import Normaliser
+from edgeguard.train.loop import fit
 
 
 def soft_cross_entropy(x: torch.Tensor, target: torch.Tensor, student: nn.Module, teacher: Optional[nn.Module] = None) -> torch.Tensor:
@@ -27,7 +29,7 @@ class Surrogate:
     @torch.no_grad()
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.model.eval()
-        return torch.softmax(self.model(self.norm(torch.from_numpy(x))), 1).numpy()
+        return torch.softmax(self.model(torch.from_numpy(self.norm(x))), 1).numpy()
 
 
 def train_surrogate(
@@ -40,10 +42,10 @@ def train_surrogate(
     queries and one made from 1,000 get the same effort and cost the same time.
     """
     targets = answers if soft else np.eye(num_classes, dtype=np.float32)[answers.argmax(1)]
-    norm = Normaliser(x.mean(axis=(0, 2, 3)).tolist(), (x.std(axis=(0, 2, 3)) + 1e-6).tolist())
+    norm = Normaliser.fitted(x)
     torch.manual_seed(seed)
     model = build_model(arch, x.shape[1:], num_classes)
     batch = max(16, min(64, len(x) // 8))
     epochs = max(1, round(steps * batch / len(x)))
-    fit(model, norm(torch.from_numpy(x)), torch.from_numpy(targets.astype(np.float32)), soft_cross_entropy, epochs, lr, batch, seed, shift=0, desc="surrogate")
+    fit(model, ArraySplit(x, targets.astype(np.float32)), norm, soft_cross_entropy, epochs, lr, batch, seed, shift=0, desc="surrogate")
     return Surrogate(model, norm)

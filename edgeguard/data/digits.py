@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeguard.data.base import Dataset, stratified_split
+from edgeguard.data.base import ArraySplit, Dataset, stratified_split
 
 SPLIT_SEED = 0
 SIZE = 28
@@ -23,5 +23,5 @@ def load_digits(size: int = SIZE) -> Dataset:
     x = resize(images, (len(images), size, size), order=1, anti_aliasing=False, preserve_range=True)
     x = np.clip(x, 0.0, 1.0).astype(np.float32)[:, None]
     y = raw.target.astype(np.int64)
-    train, pool, test = stratified_split(x, y, (0.6, 0.2, 0.2), seed=SPLIT_SEED)
+    train, pool, test = stratified_split(ArraySplit(x, y), (0.6, 0.2, 0.2), seed=SPLIT_SEED)
     return Dataset("digits", [str(i) for i in range(10)], train, pool, test)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeguard.data.base import Dataset, Split, stratified_split
+from edgeguard.data.base import ArraySplit, Dataset, stratified_split
 from edgeguard.errors import EdgeguardError
 
 SPLIT_SEED = 0
@@ -27,7 +27,7 @@ TORCHVISION = {
 }
 
 
-def _to_split(ds: Any) -> Split:
+def _to_split(ds: Any) -> ArraySplit:
     data = ds.data.numpy() if hasattr(ds.data, "numpy") else np.asarray(ds.data)
     if data.ndim == 3:  # (n, H, W) grayscale
         data = data[:, None]
@@ -37,7 +37,7 @@ def _to_split(ds: Any) -> Split:
     if targets is None:
         targets = ds.labels
     y = np.asarray(targets.numpy() if hasattr(targets, "numpy") else targets, dtype=np.int64)
-    return Split(np.ascontiguousarray(data, dtype=np.float32) / 255.0, y)
+    return ArraySplit(np.ascontiguousarray(data, dtype=np.float32) / 255.0, y)
 
 
 def _open(cls: Callable, root: Path, which: str, train: bool, download: bool) -> Any:
@@ -65,6 +65,6 @@ def load_torchvision(name: str, data_dir: str | Path = "data", download: bool = 
     train_ds = _open(cls, root, which, True, download)
     test = _to_split(_open(cls, root, which, False, download))
     full = _to_split(train_ds)
-    train, pool = stratified_split(full.x, full.y, (0.8, 0.2), seed=SPLIT_SEED)
+    train, pool = stratified_split(full, (0.8, 0.2), seed=SPLIT_SEED)
     classes = [str(c) for c in getattr(train_ds, "classes", range(int(full.y.max()) + 1))]
     return Dataset(name, classes, train, pool, test)

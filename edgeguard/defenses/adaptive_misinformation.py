@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeguard.defenses.base import Defense, as_probs, confidence_gate, normalize_rows
 from edgeguard.errors import EdgeguardError
+from edgeguard.formats import format_of
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -29,8 +30,9 @@ class AdaptiveMisinformation(Defense):
     Source: Kariyappa & Qureshi, CVPR 2020 (https://arxiv.org/abs/1911.07100).
 
     `misinformation` is an export folder (with manifest.json: loaded as a DeployedModel, inputs in
-    [0, 1], normalised per its manifest), an .onnx file (fed the inputs as given, outputs taken as
-    logits), or a callable inputs -> (n, classes) probabilities. Only the first two fit in a spec.
+    [0, 1], normalised per its manifest), a bare model file of a format in edgeguard.formats (an
+    .onnx file, say: fed the inputs as given, outputs taken as logits), or a callable inputs ->
+    (n, classes) probabilities. Only the first two fit in a spec.
     The model is loaded when the defense is built, so a bad path fails at start-up, not mid-query.
     It needs the query inputs: call it as defense(probs, inputs). tau is the paper's threshold
     (choose it on honest data: the max-probability below which queries count as out of
@@ -61,11 +63,10 @@ class AdaptiveMisinformation(Defense):
             from edgeguard.runtime.model import DeployedModel
 
             return DeployedModel.load(path).predict
-        if path.suffix == ".onnx" and path.is_file():
+        if (fmt := format_of(path)) is not None and path.is_file():
             from edgeguard.runtime.model import softmax
-            from edgeguard.runtime.onnx import OnnxBackend
 
-            backend = OnnxBackend(path)
+            backend = fmt.backend_class()(path)
             return lambda x: softmax(backend.logits(np.asarray(x, dtype=np.float32)))
         raise EdgeguardError(
             f"{self.name}: misinformation must be an export folder (holding manifest.json), an .onnx "

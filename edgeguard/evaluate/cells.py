@@ -13,7 +13,7 @@ from edgeguard.attacks.knockoff import ask
 from edgeguard.attacks.sources import ATTACK_SOURCES, query_set
 from edgeguard.attacks.surrogate import train_surrogate
 from edgeguard.attacks.victim import CountingVictim
-from edgeguard.data import Dataset
+from edgeguard.data import Dataset, victim_data
 from edgeguard.defenses import parse_stack
 from edgeguard.errors import EdgeguardError
 from edgeguard.metrics import accuracy, agreement
@@ -49,6 +49,9 @@ class Cell:
         return (self.attack, self.source, self.seed, None if shared_by_labels else self.labels)
 
 
+THIEF_MODEL = "small-cnn"  # the copy's architecture unless a thief picks another from the zoo
+
+
 class ServedVictim:
     """An exported model plus a defense stack: what a thief (and an honest user) is answered."""
 
@@ -64,8 +67,8 @@ class ServedVictim:
 
 def honest_cost(victim: ServedVictim, data: Dataset) -> dict[str, float]:
     """What the defense costs honest users on the test split: accuracy of served answers, L1 change."""
-    bare = victim.bare(data.test.x)
-    served = victim(data.test.x)
+    bare = data.test.apply(victim.bare)
+    served = data.test.apply(victim)
     return {"victim_accuracy": accuracy(served, data.test.y), "perturbation_l1": float(np.abs(served - bare).sum(1).mean())}
 
 
@@ -82,15 +85,16 @@ def answered_stream(victim: ServedVictim, data: Dataset, cell: Cell, n: int) -> 
     return x, answers
 
 
-def rob(victim: ServedVictim, data: Dataset, cells: list[Cell], steps: int = 250) -> list[dict[str, Any]]:
-    """Thieves of one served victim.
+def rob(victim: ServedVictim, data: Dataset, cells: list[Cell], steps: int = 250, thief_model: str = THIEF_MODEL) -> list[dict[str, Any]]:
+    """Thieves of one served victim, each copy a `thief_model` (a zoo name); fidelity and accuracy
+    over the whole test split, batch by batch.
 
     Knockoff (random or adaptive) asks a budget-b thief's queries as a prefix of a larger one's, so
     each stream (`Cell.stream`) is answered once, to its largest budget, and each cell's surrogate
     trains on its prefix. JBDA retrains its substitute on every prefix it steps from: each of its
     cells robs on its own.
     """
-    served_test = victim(data.test.x)
+    served_test = data.test.apply(victim)
     cost = honest_cost(victim, data)
     streams: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
     rows = []
@@ -98,18 +102,48 @@ def rob(victim: ServedVictim, data: Dataset, cells: list[Cell], steps: int = 250
         soft = cell.labels == "soft"
         if cell.attack == "jbda":
             counter = CountingVictim(victim, budget=cell.budget)
-            surrogate = jbda_theft(counter, data, cell.budget, soft, cell.seed, steps)
+            surrogate = jbda_theft(counter, data, cell.budget, soft, cell.seed, steps, arch=thief_model)
             assert counter.queries == cell.budget
         else:
             if cell.stream not in streams:
                 largest = max(c.budget for c in cells if c.stream == cell.stream)
                 streams[cell.stream] = answered_stream(victim, data, cell, largest)
             x, answers = streams[cell.stream]
-            surrogate = train_surrogate(x[: cell.budget], answers[: cell.budget], soft, answers.shape[1], steps=steps, seed=cell.seed)
-        stolen = surrogate.predict(data.test.x)
+            surrogate = train_surrogate(x[: cell.budget], answers[: cell.budget], soft, answers.shape[1], arch=thief_model, steps=steps, seed=cell.seed)
+        stolen = data.test.apply(surrogate.predict)
         rows.append({
             "key": cell.key, **asdict(cell), **cost, "queries": cell.budget,
             "surrogate_accuracy": accuracy(stolen, data.test.y),
             "fidelity": agreement(served_test, stolen),
         })  # fmt: skip
     return rows
+
+
+def steal(
+    export_dir: str, defense: str = "none", url: str | None = None, api_key: str | None = None, attack: str = "knockoff",
+    source: str = "natural", labels: str = "soft", budget: int = 500, seed: int = 0, steps: int = 250,
+    transfer_dir: str | None = None, thief_model: str = THIEF_MODEL, transfer_dataset: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One thief against an export behind a defense stack, or against a running server of that export.
+
+    JBDA always starts from pool seeds; `transfer_dir` (the thief's own images, decoded to the
+    victim's input by its manifest) is the `transfer` source. The row is `rob`'s, plus `label` (what was robbed) and, for a
+    server, `answered`: every query it answered, the thief's and the test split's.
+    """
+    model = DeployedModel.load(export_dir)
+    if url is None:
+        victim: Any = ServedVictim(model, defense)
+        label = victim.stack.spec or "none"
+    else:
+        from edgeguard.attacks.http import HttpVictim, RemoteServedVictim
+
+        if defense.strip().lower() != "none":
+            raise EdgeguardError("with --url the server applies its own defense stack; leave out --defense")
+        if not api_key:
+            raise EdgeguardError("--url needs an API key: pass --api-key or set $EDGEGUARD_API_KEY")
+        victim = RemoteServedVictim(HttpVictim(url, api_key, model.manifest.name), model)
+        label = f"served by {url}"
+    source = "pool" if attack == "jbda" else source
+    data = victim_data(model.manifest, transfer_dir, transfer_dataset)
+    row = rob(victim, data, [Cell(model.manifest.name, label, source, labels, budget, seed, attack)], steps, thief_model)[0]
+    return {**row, "label": label, **({"answered": victim.client.queries} if url else {})}

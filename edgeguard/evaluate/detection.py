@@ -6,7 +6,7 @@ of the query that raised the flag, or None. Streams, all seeded:
 - honest, "test": the test split in a random order; "test/<shift>": the same under a benign shift;
 - honest, "honest-2000": HONEST_QUERIES queries drawn with replacement from test + pool, each left
   clean or given a random benign shift (`data.shifts.random_shifts`): a user who photographs the
-  same digits again, under a slightly different camera. Calibration (`export.calibrate`, seed 0)
+  same digits again, under a slightly different camera. Calibration (`export.monitor_thresholds`, seed 0)
   fits its thresholds on the same images; these streams use seeds from HONEST_SEED on;
 - thieves: "knockoff" (natural photo patches, `query_set("natural")`), "pool" (the attacker pool in
   a random order, then translated copies, `query_set("pool")`), "jbda" (`attacks.jbda`: seeds, then
@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeguard.attacks.jbda import jbda_stream
 from edgeguard.attacks.sources import query_set
-from edgeguard.data import Dataset, load_dataset
+from edgeguard.data import Dataset, victim_data
 from edgeguard.data.shifts import SHIFTS, random_shifts
 from edgeguard.errors import EdgeguardError
 from edgeguard.monitor import Monitor, MonitorConfig
@@ -33,6 +33,7 @@ HONEST_QUERIES = 2000
 HONEST_SEED = 1000
 DEADLINE = 500  # the bar: a thief is flagged before its 500th query
 CHUNK = 512  # images per logits call
+SAMPLE = 1000  # images of the test and pool splits replayed (all of digits'), as calibration's HONEST_PER_SPLIT
 
 
 def replay(model: DeployedModel, config: MonitorConfig, x: np.ndarray) -> dict[str, Any]:
@@ -47,9 +48,10 @@ def replay(model: DeployedModel, config: MonitorConfig, x: np.ndarray) -> dict[s
 
 def streams(model: DeployedModel, data: Dataset, seeds: list[int], honest_streams: int, thief_queries: int, jbda_queries: int) -> Iterator[tuple[str, str, int, np.ndarray]]:
     """(kind, honest|thief, seed, queries) for every stream of the evaluation, one at a time (memory)."""
+    test_sample = data.test.sample(SAMPLE).x
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        test = data.test.x[rng.permutation(len(data.test))]
+        test = test_sample[rng.permutation(len(test_sample))]
         yield "test", "honest", seed, test
         for name, fn in SHIFTS.items():
             yield f"test/{name}", "honest", seed, fn(test, rng)
@@ -57,7 +59,7 @@ def streams(model: DeployedModel, data: Dataset, seeds: list[int], honest_stream
         yield "pool", "thief", seed, query_set("pool", data, thief_queries, seed)
         if jbda_queries:
             yield "jbda", "thief", seed, jbda_stream(model.logits, data, jbda_queries, seed)
-    honest = np.concatenate([data.test.x, data.pool.x])
+    honest = np.concatenate([test_sample, data.pool.sample(SAMPLE).x])
     for seed in range(HONEST_SEED, HONEST_SEED + honest_streams):
         rng = np.random.default_rng(seed)
         yield f"honest-{HONEST_QUERIES}", "honest", seed, random_shifts(honest[rng.integers(len(honest), size=HONEST_QUERIES)], rng)
@@ -90,7 +92,7 @@ def run_detection(
     if not model.entry.monitor:
         raise EdgeguardError(f"'{export}' has no monitor thresholds in its manifest; re-export it with this edgeguard (edgeguard export --int8)")
     config = MonitorConfig.from_dict(model.entry.monitor)
-    data = load_dataset(model.manifest.dataset)
+    data = victim_data(model.manifest)
     rows = []
     for kind, who, seed, x in streams(model, data, seeds, honest_streams, thief_queries, jbda_queries):
         start = time.perf_counter()

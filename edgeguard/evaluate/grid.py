@@ -23,14 +23,18 @@ from tqdm.auto import tqdm
 from edgeguard.attacks.sources import ATTACK_SOURCES
 from edgeguard.data import Dataset, load_dataset
 from edgeguard.errors import EdgeguardError
-from edgeguard.evaluate.cells import Cell, ServedVictim, rob
+from edgeguard.evaluate.cells import THIEF_MODEL, Cell, ServedVictim, rob
 from edgeguard.evaluate.store import CellStore
-from edgeguard.manifest import MANIFEST
+from edgeguard.manifest import Manifest
 from edgeguard.runtime import DeployedModel
+from edgeguard.runtime.preprocess import ImageSpec
 
 
 @dataclass
-class Victim:
+class VictimRecipe:
+    """How a victim is trained (its name in the grid, the method and its options), not how it answers
+    (that is attacks.victim.Victim, the query protocol)."""
+
     name: str
     method: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -40,7 +44,11 @@ class Victim:
 class GridSpec:
     dataset: str = "digits"
     model: str = "small-cnn"
-    victims: list[Victim] = field(default_factory=lambda: [Victim("qat", "qat"), Victim("divqat", "divqat")])
+    data_dir: str = "data"  # where the victims' dataset is (torchvision sets, imagefolder)
+    transfer_dir: str | None = None  # a thief's own images: adds the `transfer` query source
+    transfer_dataset: str | None = None  # transfer_dir holds this dataset (e.g. cifar100), not image files
+    thief_model: str = THIEF_MODEL
+    victims: list[VictimRecipe] = field(default_factory=lambda: [VictimRecipe("qat", "qat"), VictimRecipe("divqat", "divqat")])
     defenses: list[str] = field(default_factory=lambda: ["none", "reverse_sigmoid(beta=1.0,gamma=0.2)"])
     attacks: list[str] = field(default_factory=lambda: ["knockoff", "knockoff-adaptive", "jbda"])
     sources: list[str] = field(default_factory=lambda: ["pool", "natural"])
@@ -59,12 +67,16 @@ class GridSpec:
         unknown = [a for a in self.attacks if a not in ATTACK_SOURCES]
         if unknown:
             raise EdgeguardError(f"unknown attack(s) {', '.join(unknown)}; choose from: {', '.join(ATTACK_SOURCES)}")
+        if self.transfer_dir is not None and "transfer" not in self.sources:
+            self.sources = [*self.sources, "transfer"]
+        if self.transfer_dir is None and "transfer" in self.sources:
+            raise EdgeguardError("the 'transfer' query source needs the thief's images: pass --transfer-dir")
 
     def budgets_for(self, attack: str) -> list[int]:
         return self.budgets if attack == "knockoff" else self.adaptive_budgets
 
 
-def groups(spec: GridSpec) -> list[tuple[Victim, list[Cell]]]:
+def groups(spec: GridSpec) -> list[tuple[VictimRecipe, list[Cell]]]:
     """The grid's cells in groups robbed together (one victim, seed, defense, attack and source each).
 
     An attack meets only the sources it can start from (`ATTACK_SOURCES`: JBDA its pool seeds,
@@ -78,8 +90,12 @@ def groups(spec: GridSpec) -> list[tuple[Victim, list[Cell]]]:
     return out
 
 
-def prepare_victim(spec: GridSpec, victim: Victim, seed: int, runs_dir: Path, export_dir: Path) -> tuple[Path, dict]:
-    """Train and export one victim unless a finished run and export already exist."""
+def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Path, export_dir: Path) -> tuple[Path, dict]:
+    """Train and export one victim unless a finished run and export already exist.
+
+    Returns the export folder and the victim's record: the run's metrics, and what export measured
+    on the int8 file the thieves query (`verified`).
+    """
     from edgeguard.export.pipeline import export_run
     from edgeguard.train.run import TrainConfig, load_run, train_run
 
@@ -88,12 +104,18 @@ def prepare_victim(spec: GridSpec, victim: Victim, seed: int, runs_dir: Path, ex
     if (run_dir / "metrics.json").exists():
         run = load_run(run_dir)
     else:
-        cfg = TrainConfig(dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options, seed=seed, threads=spec.threads, runs_dir=str(runs_dir), name=name)
+        cfg = TrainConfig(
+            dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options, seed=seed,
+            threads=spec.threads, data_dir=spec.data_dir, runs_dir=str(runs_dir), name=name,
+        )  # fmt: skip
         run = train_run(cfg)
     folder = export_dir / name
-    if not (folder / MANIFEST).exists() or not (folder / "model.int8.onnx").exists():
+    try:
+        entry = Manifest.load(folder).entry("int8")
+    except EdgeguardError:  # not exported yet, or without its int8 model
         folder = export_run(run_dir, export_dir, int8=True).folder
-    return folder, run.metrics
+        entry = Manifest.load(folder).entry("int8")
+    return folder, {**run.metrics, "verified": entry.verified}
 
 
 def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -118,7 +140,7 @@ def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path, log: C
                 victims[key] = prepare_victim(spec, victim, key[1], runs_dir, export_dir)
             todo = [c for c in cells if c.key not in store.done]
             if todo:
-                jobs.append(Job(spec.dataset, str(victims[key][0]), todo, spec.thief_steps, spec.threads))
+                jobs.append(Job(str(victims[key][0]), todo, spec.thief_steps, spec.threads, spec.transfer_dir, spec.transfer_dataset, spec.thief_model))
         with tqdm(total=sum(len(j.cells) for j in jobs), desc=f"grid ({robbers.capacity})", unit="cell") as bar:
             for rows in robbers.run(jobs):
                 store.add(rows)
@@ -130,11 +152,13 @@ def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path, log: C
 class Job:
     """One group of cells to rob, as a worker process receives it."""
 
-    dataset: str
     export: str
     cells: list[Cell]
     steps: int
     threads: int
+    transfer_dir: str | None
+    transfer_dataset: str | None
+    thief_model: str
 
 
 def rob_job(job: Job, data: Dataset | None = None) -> list[dict[str, Any]]:
@@ -142,13 +166,21 @@ def rob_job(job: Job, data: Dataset | None = None) -> list[dict[str, Any]]:
     import torch
 
     torch.set_num_threads(job.threads)
-    served = ServedVictim(DeployedModel.load(job.export), job.cells[0].defense)
-    return rob(served, _dataset(job.dataset) if data is None else data, job.cells, steps=job.steps)
+    model = DeployedModel.load(job.export)
+    data = job_data(job, model) if data is None else data
+    return rob(ServedVictim(model, job.cells[0].defense), data, job.cells, steps=job.steps, thief_model=job.thief_model)
+
+
+def job_data(job: Job, model: DeployedModel) -> Dataset:
+    """The data a job is robbed on: its victim's dataset (as its manifest names it) and the thief's own images."""
+    m = model.manifest
+    return _dataset(m.dataset, m.extra.get("data_dir", "data"), model.image_spec, job.transfer_dir, job.transfer_dataset)
 
 
 @lru_cache(maxsize=1)
-def _dataset(name: str) -> Dataset:
-    return load_dataset(name)
+def _dataset(name: str, data_dir: str, spec: ImageSpec, transfer_dir: str | None, transfer_dataset: str | None) -> Dataset:
+    """Every victim of a grid reads the same data: loaded once per worker process."""
+    return load_dataset(name, data_dir, spec=spec, transfer_dir=transfer_dir, transfer_dataset=transfer_dataset)
 
 
 @dataclass

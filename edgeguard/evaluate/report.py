@@ -34,7 +34,8 @@ def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def summarize_victims(victims: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per training method: int8 ONNX accuracy, benign-shift accuracy, divergence on the transfer set."""
+    """Per training method, from what export measured on each int8 file: accuracy, benign-shift
+    accuracy, divergence from the teacher on the test split and the transfer set."""
     by: dict[str, list[dict]] = defaultdict(list)
     for v in victims:
         by[v["victim"]].append(v)
@@ -44,12 +45,12 @@ def summarize_victims(victims: list[dict[str, Any]]) -> list[dict[str, Any]]:
             values = np.array([get(r) for r in runs])
             return float(values.mean()), float(values.std())
 
-        row = {"victim": name, "seeds": len(runs), "accuracy": stat(lambda r: r["int8"]["int8_onnx_accuracy"])}
-        for shift in runs[0]["int8"]["shifted_accuracy"]:
-            row[shift] = stat(lambda r: r["int8"]["shifted_accuracy"][shift])
+        row = {"victim": name, "seeds": len(runs), "accuracy": stat(lambda r: r["verified"]["accuracy"])}
+        for shift in runs[0]["verified"]["shifted_accuracy"]:
+            row[shift] = stat(lambda r: r["verified"]["shifted_accuracy"][shift])
         for split in ("test", "transfer"):
             for k in ("kl", "js", "top1_agreement", "confidence"):
-                row[f"{split}_{k}"] = stat(lambda r: r["int8"][split][k])
+                row[f"{split}_{k}"] = stat(lambda r: r["verified"]["teacher"][split][k])
         row["seconds_per_epoch"] = stat(lambda r: r["seconds_per_epoch"][r["method"]])
         out.append(row)
     return out
@@ -122,3 +123,16 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def save_report(result: dict[str, Any], folder: Path) -> str:
+    """A grid's result (`run_grid`) aggregated into results.json, then rendered: results.md and
+    fidelity.png beside it. Returns the markdown."""
+    from edgeguard.files import atomic_write_bytes, atomic_write_json
+
+    rows, victims = aggregate(result["cells"]), summarize_victims(result["victims"])
+    text = markdown(victims, rows)
+    atomic_write_json(folder / "results.json", {"victims": victims, "cells": rows})
+    atomic_write_bytes(folder / "results.md", text.encode())
+    plot(rows, folder / "fidelity.png")
+    return text

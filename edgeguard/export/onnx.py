@@ -1,4 +1,4 @@
-"""ONNX exporter: the eager-converted int8 model (or the fp32 teacher) -> .onnx.
+"""ONNX exporter (a row of edgeguard.formats): the eager-converted int8 model (or the fp32 teacher) -> .onnx.
 
 The TorchScript exporter (`dynamo=False`) is used on purpose: it is the one that understands the
 packed int8 params of an eager-converted model and writes them as int8 QuantizeLinear /
@@ -11,12 +11,25 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write
 
 OPSET = 17
+INT8_NOTES: dict[str, str] = {}  # the eager int8 model's own scheme (train.quantize.describe) is the file's
+
+
+def write(run: Any, model: torch.nn.Module, int8: bool, path: Path) -> Path:
+    """The exporter protocol of edgeguard.formats: `run` (train.run.Run) gives the input shape."""
+    return export_onnx(model, run.input_shape, path)
+
+
+def contents(path: Path) -> dict[str, Any]:
+    """What the file holds: weight values per dtype, and the operators onnxruntime runs after fusion."""
+    return {"weights": weight_dtypes(path), "runtime_ops": fused_ops(path)}
 
 
 def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
@@ -25,11 +38,17 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter and jit.trace announce deprecations
-            torch.onnx.export(
-                model.eval(), (example,), str(tmp), dynamo=False, opset_version=OPSET,
-                input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            )  # fmt: skip
+            try:
+                torch.onnx.export(
+                    model.eval(), (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                    input_names=["input"], output_names=["logits"],
+                    dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                )  # fmt: skip
+            except torch.onnx.errors.SymbolicValueError as e:
+                raise EdgeguardError(
+                    "torch's ONNX exporter cannot write this int8 model: it has no quantized form of an op in it "
+                    f"(ShuffleNet V2's channel split is one: {str(e).splitlines()[0][:120]}); export it with --format tflite"
+                ) from e
 
     return atomic_write(path, write)
 

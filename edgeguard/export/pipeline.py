@@ -1,7 +1,10 @@
-"""Export a run: write the model files, verify them against torch, record everything in the manifest.
+"""Export a run: write the model files, verify them, calibrate the monitor, then write the manifest once.
 
-A declarative table of formats (as in Ultralytics' exporter) says which precisions each format
-supports and what it needs installed; unknown combinations fail before any work is done.
+The export folder is the only hand-off from training to the device, so this is the one place that
+writes model files and measures them: each file is checked as the device will run it (through
+`DeployedModel`, sha256 included) against the torch model it came from, and the manifest is saved
+atomically only after every file passed. Formats come from the table in edgeguard.formats;
+unknown combinations fail before any work is done.
 """
 
 from __future__ import annotations
@@ -11,67 +14,30 @@ import importlib.metadata
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from edgeguard.bench import time_calls
+from edgeguard.bench.timing import time_calls
+from edgeguard.data import Dataset
 from edgeguard.data.natural import natural_patches
+from edgeguard.data.shifts import shifted
 from edgeguard.errors import EdgeguardError
-from edgeguard.export import tflite
-from edgeguard.export.calibrate import calibrate_monitor
-from edgeguard.export.onnx import export_onnx, fused_ops, weight_dtypes
+from edgeguard.export.monitor_thresholds import calibrate_monitor
 from edgeguard.files import ensure_dir, sha256_file
+from edgeguard.formats import DEFAULT, FORMATS, get_format
 from edgeguard.manifest import MANIFEST, Manifest, ModelEntry
-from edgeguard.runtime import DeployedModel
+from edgeguard.metrics import accuracy
+from edgeguard.metrics import compare as compare_probabilities
+from edgeguard.runtime import DeployedModel, softmax
+from edgeguard.runtime.parity import TEST_SAMPLE, compare, parity_inputs
+from edgeguard.runtime.preprocess import ImageSpec
 from edgeguard.train.quantize import describe
-from edgeguard.train.loop import Normaliser
-from edgeguard.train.run import Run, load_run
+from edgeguard.train.run import Run, TrainConfig, load_run, train_run
 
-
-@dataclass(frozen=True)
-class Format:
-    name: str
-    suffix: str
-    precisions: tuple[str, ...]
-    write: Callable[[Run, torch.nn.Module, bool, Path], Path]  # (run, torch model exported, int8?, path)
-    inspect: Callable[[Path], dict[str, Any]]  # what the file holds: "weights" per dtype, "runtime_ops", maybe "io"
-    require: Callable[[], None] = lambda: None  # raises EdgeguardError when the format's packages are missing
-    int8_notes: dict[str, str] = field(default_factory=dict)  # how this format carries the int8 scheme
-
-
-def _write_onnx(run: Run, model: torch.nn.Module, int8: bool, path: Path) -> Path:
-    return export_onnx(model, run.input_shape, path)
-
-
-def _inspect_onnx(path: Path) -> dict[str, Any]:
-    return {"weights": weight_dtypes(path), "runtime_ops": fused_ops(path)}
-
-
-def _write_tflite(run: Run, model: torch.nn.Module, int8: bool, path: Path) -> Path:
-    """int8: the eager int8 model itself, as a PT2E graph with its own integers (export/pt2e.py)."""
-    from edgeguard.export.pt2e import to_pt2e
-
-    shape = run.input_shape
-    return tflite.export_tflite(to_pt2e(run.teacher, model, shape) if int8 else model, shape, path, int8)
-
-
-FORMATS = {
-    "onnx": Format("onnx", ".onnx", ("int8", "fp32"), _write_onnx, _inspect_onnx),
-    "tflite": Format(
-        "tflite",
-        ".tflite",
-        ("int8", "fp32"),
-        _write_tflite,
-        tflite.contents,
-        tflite.require,
-        int8_notes={
-            "route": "the eager int8 model as a PT2E Q/DQ graph with its own weights, scales and zero points -> litert-torch",
-            "activations": "int8 affine per-tensor [-128, 127]: the eager uint8 grid, zero point - 128",
-        },
-    ),
-}
+TRANSFER_SEED = 10_000  # DivQAT's transfer numbers: distinct from the seeds attacks draw their queries with
+TRANSFER_SIZE = 1000
 
 
 @dataclass
@@ -85,7 +51,7 @@ def _versions() -> dict[str, str]:
     import onnx
     import onnxruntime
 
-    found = {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+    found = {m.__name__: m.__version__ for m in (torch, onnx, onnxruntime)} | {"python": platform.python_version()}
     for name in ("torchao", "litert-torch", "ai-edge-litert"):  # the TFLite route's, where installed
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[name] = importlib.metadata.version(name)
@@ -98,7 +64,8 @@ def _manifest(run: Run, folder: Path) -> Manifest:
     fresh = Manifest(
         name=run.dir.name, dataset=run.config.dataset, model=run.config.model,
         input_shape=m["input_shape"], mean=m["mean"], std=m["std"], classes=m["classes"],
-        versions=_versions(), extra={"method": run.config.method, "run": str(run.dir)},
+        preprocessing=ImageSpec.from_manifest(m.get("preprocessing", {}), m["input_shape"]).to_manifest(),
+        versions=_versions(), extra={"method": run.config.method, "run": str(run.dir), "data_dir": run.config.data_dir},
     )  # fmt: skip
     if not (folder / MANIFEST).exists():
         return fresh
@@ -107,63 +74,109 @@ def _manifest(run: Run, folder: Path) -> Manifest:
     return fresh
 
 
-def export_run(run_dir: str | Path, out: str | Path = "export", int8: bool = True, formats: tuple[str, ...] = ("onnx",)) -> ExportResult:
-    """Write `model.<precision><suffix>` for each format into out/<run name>/ and verify each file."""
+def export_run(run_dir: str | Path, out: str | Path = "export", int8: bool = True, formats: tuple[str, ...] = (DEFAULT,)) -> ExportResult:
+    """Write `model.<precision><suffix>` for each format into out/<run name>/, verify each, save the manifest."""
     precision = "int8" if int8 else "fp32"
-    for f in formats:
-        if f not in FORMATS:
-            raise EdgeguardError(f"unknown export format '{f}'; choose from: {', '.join(FORMATS)}")
-        if precision not in FORMATS[f].precisions:
-            raise EdgeguardError(f"format '{f}' does not support {precision}")
-        FORMATS[f].require()
+    writers = {f: get_format(f, precision).exporter_module() for f in formats}  # every refusal before any work
     run = load_run(run_dir)
     folder = ensure_dir(Path(out) / run.dir.name)
     manifest = _manifest(run, folder)
     model = run.int8() if int8 else run.teacher
     data = run.dataset()
     report = []
-    for f in formats:
-        fmt = FORMATS[f]
-        path = fmt.write(run, model, int8, folder / f"model.{precision}{fmt.suffix}")
-        info = fmt.inspect(path)
+    for name, writer in writers.items():
+        path = writer.write(run, model, int8, folder / FORMATS[name].filename(precision))
+        info = writer.contents(path)
         io = {"io": info["io"]} if "io" in info else {}  # TFLite: int8 input and output, with scale and zero point
-        quant = {**describe(run.config.backend), **fmt.int8_notes, **io} if int8 else {}
-        entry = ModelEntry(path.name, f, precision, sha256_file(path), path.stat().st_size, quant)
-        manifest.add(entry)
-        manifest.save(folder)
-        deployed = DeployedModel.load(folder, precision, f)
-        row = {**verify(deployed, model, data.test.x, data.test.y, Normaliser(manifest.mean, manifest.std)), **info}
-        entry.quantization = {**quant, "verified": row["parity"]} if int8 else {}
+        quant = {**describe(run.config.backend), **writer.INT8_NOTES, **io} if int8 else {}
+        entry = ModelEntry(path.name, name, precision, sha256_file(path), path.stat().st_size, quant)
+        deployed = DeployedModel.open(manifest, entry, folder)
+        row = verify(deployed, model, run.teacher, data)
+        entry.verified = {k: row[k] for k in ("accuracy", "parity", "teacher", "shifted_accuracy")}
         entry.monitor = calibrate_monitor(deployed, data)  # thresholds of `edgeguard serve`'s monitor
-        report.append(row)
-    manifest.save(folder)
+        manifest.add(entry)
+        report.append({**row, **info})
+    manifest.save(folder)  # once, atomically, after every file passed
     return ExportResult(folder, manifest, report)
 
 
-def verify(deployed: DeployedModel, reference: torch.nn.Module, x: np.ndarray, y: np.ndarray, norm: Normaliser) -> dict[str, Any]:
-    """Accuracy, size, latency of the exported file, and parity with the torch model it came from.
+def verify(deployed: DeployedModel, reference: torch.nn.Module, teacher: torch.nn.Module, data: Dataset) -> dict[str, Any]:
+    """What the exported file does, measured as the device runs it.
 
-    Parity is measured on the test split and on out-of-distribution natural patches: quantization
-    ranges are calibrated on training data, so disagreements show up first where inputs leave it.
+    Parity with the torch model it came from (runtime.parity: test images and natural patches);
+    accuracy, under each benign shift too; and how far its answers are from the fp32 teacher's on
+    the test split and on natural images (DivQAT's divergence must survive conversion and export).
+    Accuracy and the teacher's distance cover the whole test split, batch by batch; parity and the
+    shifts a seeded sample of TEST_SAMPLE images (all of a smaller split).
     """
-    ood = natural_patches(500, deployed.input_shape, seed=1234)
-    parity = {}
-    for name, inputs in (("test", x), ("ood", ood)):
-        with torch.no_grad():
-            ref = reference.eval()(norm(torch.from_numpy(inputs))).numpy()
-        got = deployed.logits(inputs)
-        parity[name] = {
-            "argmax_agreement": float((ref.argmax(1) == got.argmax(1)).mean()),
-            "max_abs_diff": float(np.abs(ref - got).max()),
-        }
-    one = x[:1]
+    norm = deployed.normalise
+
+    @torch.no_grad()
+    def torch_logits(module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+        return module.eval()(torch.from_numpy(norm(x))).numpy()
+
+    def probabilities(x: np.ndarray) -> np.ndarray:
+        return softmax(deployed.logits(x))
+
+    def teacher_probabilities(x: np.ndarray) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(torch_logits(teacher, x)), 1).numpy()
+
+    sample = data.test.sample(TEST_SAMPLE)
+    inputs = parity_inputs(sample.x, deployed.input_shape)
+    transfer = natural_patches(TRANSFER_SIZE, deployed.input_shape, seed=TRANSFER_SEED)
+    test = data.test.apply(probabilities, desc="accuracy")
+    one = sample.x[:1]
     times_ns = time_calls(lambda: deployed.logits(one), runs=200, warmup=1)
     return {
         "file": deployed.entry.file,
         "format": deployed.entry.format,
         "precision": deployed.entry.precision,
         "size_bytes": deployed.entry.size_bytes,
-        "accuracy": float((deployed.logits(x).argmax(1) == y).mean()),
+        "accuracy": accuracy(test, data.test.y),
         "latency_ms_p50_batch1": float(np.median(times_ns) / 1e6),
-        "parity": parity,
+        "parity": {split: compare(torch_logits(reference, x), deployed.logits(x)) for split, x in inputs.items()},
+        "teacher": {
+            "test": compare_probabilities(data.test.apply(teacher_probabilities), test),
+            "transfer": compare_probabilities(teacher_probabilities(transfer), probabilities(transfer)),
+        },
+        "shifted_accuracy": {name: accuracy(probabilities(x), sample.y) for name, x in shifted(sample.x).items()},
     }
+
+
+def default_export(runs_dir: str | Path, out: str | Path, backend: str = "x86") -> Path:
+    """The default run (digits, small-cnn, QAT, seed 0) exported in every format and precision, trained if missing.
+
+    What a benchmark starts from on a fresh checkout; a format whose exporter cannot run here (e.g.
+    TFLite without its converter) is left out, said once.
+    """
+    cfg = TrainConfig(runs_dir=str(runs_dir), backend=backend)
+    folder = Path(out) / cfg.run_name
+    if (folder / MANIFEST).is_file():
+        return folder
+    run = Path(runs_dir) / cfg.run_name
+    if not (run / "metrics.json").is_file():
+        train_run(cfg)
+    for name, fmt in FORMATS.items():
+        for precision in fmt.precisions:
+            try:
+                export_run(run, out, int8=precision == "int8", formats=(name,))
+            except (EdgeguardError, ImportError) as e:
+                print(f"not exported: {name} {precision}: {e}")
+    return folder
+
+
+def quickstart(cfg: TrainConfig, out: str | Path = "export") -> tuple[Run, list[dict[str, Any]], dict[str, float]]:
+    """The whole pipeline on one config: train, export the fp32 teacher and the int8 model, compare them.
+
+    Returns the run, both export rows (fp32 first) and int8 / fp32 ratios of size and latency with
+    the accuracy difference in points.
+    """
+    run = train_run(cfg)
+    fp32 = export_run(run.dir, out, int8=False).report[0]
+    int8 = export_run(run.dir, out, int8=True).report[0]
+    comparison = {
+        "size": int8["size_bytes"] / fp32["size_bytes"],
+        "accuracy_points": 100 * (int8["accuracy"] - fp32["accuracy"]),
+        "latency": int8["latency_ms_p50_batch1"] / fp32["latency_ms_p50_batch1"],
+    }
+    return run, [fp32, int8], comparison

@@ -26,17 +26,49 @@ from torch.ao.nn.quantized import QFunctional
 from edgeguard.errors import EdgeguardError
 from edgeguard.train.quantize import WEIGHT_RANGE
 
-# FloatFunctional.add(_relu) is a method call, not a forward: torch.export files its add under the
-# enclosing block, whose eager twin holds the QFunctional with the add's output quantization
-ADDS = (torch.ops.aten.add.Tensor,)
+# FloatFunctional.add(_relu) / mul / cat are method calls, not forwards: torch.export files the op under
+# the enclosing block, whose eager twin holds the QFunctional with the op's output quantization
+FUNCTIONAL = (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor, torch.ops.aten.cat.default)
+REQUANTIZING = FUNCTIONAL + (torch.ops.aten.hardswish.default,)
+# ops TFLite has no int8 kernel for: litert-torch would lower them to float arithmetic between DEQUANTIZE and QUANTIZE
+NO_INT8_KERNEL = {torch.ops.aten.hardsigmoid.default: "hard-sigmoid (MobileNetV3's squeeze-excitation gates)"}
 UINT8_TO_INT8 = -128  # eager activation zero points are uint8; PT2E's (and TFLite's) are int8
 
 
 def litert_quantizer():
     """litert-torch's own PT2E quantizer: it places the quantize nodes where its converter expects them."""
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
 
-    return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    return _quantizer_class()().set_global(get_symmetric_quantization_config(is_per_channel=True))
+
+
+@functools.cache
+def _quantizer_class() -> type:
+    """litert's quantizer, completed where it leaves ops of an eager int8 graph float.
+
+    It groups chained adds (or muls) of one source into one partition and annotates only the
+    partition's first output, so the second add of a residual chain stays float; it has no
+    annotation for hardswish; and it gives a concatenation its first input's quantization, where
+    the eager model requantizes every input to the concatenation's own. Each such op gets its own
+    input and output quantization here, as the eager int8 model gives it.
+    """
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
+    from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec, get_output_act_qspec
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    class CompletePT2EQuantizer(PT2EQuantizer):
+        def annotate(self, model: fx.GraphModule) -> fx.GraphModule:
+            model = super().annotate(model)
+            inputs, output = get_input_act_qspec(self.global_config), get_output_act_qspec(self.global_config)
+            for node in model.graph.nodes:
+                if node.target in REQUANTIZING and (node.target == torch.ops.aten.cat.default or not node.meta.get("quantization_annotation")):
+                    args = node.args[0] if node.target == torch.ops.aten.cat.default else node.args
+                    node.meta["quantization_annotation"] = QuantizationAnnotation(
+                        input_qspec_map={a: inputs for a in args if isinstance(a, fx.Node)}, output_qspec=output, _annotated=True
+                    )
+            return model
+
+    return CompletePT2EQuantizer
 
 
 @functools.cache
@@ -98,10 +130,10 @@ def _output_quantizer(modules: dict[str, nn.Module], node: fx.Node) -> nn.Module
         owner = _owner(modules, path)
         if owner is not None:
             return owner
-        adds = [c for c in modules[path].children() if isinstance(c, QFunctional)] if node.target in ADDS and path in modules else []
+        adds = [c for c in modules[path].children() if isinstance(c, QFunctional)] if node.target in FUNCTIONAL and path in modules else []
         if len(adds) == 1:
             return adds[0]
-        if node.target in ADDS or not node.args or not isinstance(node.args[0], fx.Node):
+        if node.target in FUNCTIONAL or not node.args or not isinstance(node.args[0], fx.Node):
             raise EdgeguardError(
                 f"cannot tell which quantization of the eager int8 model applies to '{node.name}' ({node.target}, "
                 f"feeding '{start.name}'): the TFLite route does not know this model's int8 graph; export it to ONNX"
@@ -127,7 +159,11 @@ def to_pt2e(teacher: nn.Module, int8: nn.Module, input_shape: tuple[int, ...]) -
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     example = (torch.zeros(1, *input_shape),)
-    prepared = prepare_pt2e(torch.export.export(float_twin(teacher, int8), example).module(), litert_quantizer())
+    graph = torch.export.export(float_twin(teacher, int8), example).module()
+    for node in graph.graph.nodes:
+        if node.target in NO_INT8_KERNEL:
+            raise EdgeguardError(f"this model cannot take the TFLite route fully int8: TFLite has no int8 {NO_INT8_KERNEL[node.target]} kernel; export it to ONNX")
+    prepared = prepare_pt2e(graph, litert_quantizer())
     modules = dict(int8.named_modules())
     for node in prepared.graph.nodes:
         if node.op == "call_module" and isinstance(getattr(prepared, node.target), ObserverBase):

@@ -1,4 +1,4 @@
-"""TFLite exporter: litert-torch converts a PT2E int8 graph (or the fp32 teacher) to a .tflite file.
+"""TFLite exporter (a row of edgeguard.formats): litert-torch converts a PT2E int8 graph (or the fp32 teacher) to a .tflite file.
 
 The int8 file is fully integer: int8 weights, int32 biases, int8 activations, and int8 input and
 output tensors (litert-torch folds the first quantize and the last dequantize into the I/O), whose
@@ -9,7 +9,6 @@ runtime backend feeds rows one at a time. No TensorFlow is involved (onnx2tf wou
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from collections import Counter
@@ -22,17 +21,22 @@ import torch
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write
 
-INSTALL = "pip install 'edgeguard[tflite-export]'"
+INT8_NOTES = {
+    "route": "the eager int8 model as a PT2E Q/DQ graph with its own weights, scales and zero points -> litert-torch",
+    "activations": "int8 affine per-tensor [-128, 127]: the eager uint8 grid, zero point - 128",
+}
 # litert-torch's progress bars and its converter's C++ info lines, unless the user asked for them
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def require() -> None:
-    """Fail before any work when a package of the TFLite route is missing (found without importing it)."""
-    missing = [name for name in ("litert_torch", "torchao", "ai_edge_litert") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise EdgeguardError(f"TFLite export needs {', '.join(missing)}: {INSTALL}")
+def write(run: Any, model: torch.nn.Module, int8: bool, path: Path) -> Path:
+    """The exporter protocol of edgeguard.formats. int8: the eager int8 model itself, as a PT2E graph
+    with its own integers (export/pt2e.py); `run` (train.run.Run) gives its teacher and input shape."""
+    from edgeguard.export.pt2e import to_pt2e
+
+    shape = run.input_shape
+    return export_tflite(to_pt2e(run.teacher, model, shape) if int8 else model, shape, path, int8)
 
 
 def export_tflite(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path, int8: bool) -> Path:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.ao.quantization import DeQuantStub, QuantStub, fuse_modules, fuse_modules_qat
+
+from edgeguard.errors import EdgeguardError
 
 
 class ConvBNReLU(nn.Sequential):
@@ -50,3 +53,11 @@ class QuantizableNet(nn.Module):
     def fuse(self, qat: bool = True) -> "QuantizableNet":
         fn = fuse_modules_qat if qat else fuse_modules
         return fn(self, self.fuse_groups(), inplace=True)
+
+    def own_keys(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A state_dict as its authors named it, in this module's key names (the zoo's own: unchanged)."""
+        return state
+
+    def released_weights(self) -> dict[str, torch.Tensor]:
+        """Published fp32 weights of this architecture; edgeguard's own models have none."""
+        raise EdgeguardError("edgeguard's own models have no released weights; train one, or pass a state_dict with --teacher")

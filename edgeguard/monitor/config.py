@@ -1,7 +1,7 @@
 """The monitor's thresholds: fitted at export on honest data, stored with the model file in the manifest.
 
 They belong to one model file (an fp32 and an int8 file score the same query differently), so they
-live in that file's manifest entry (`ModelEntry.monitor`), written by `edgeguard.export.calibrate`
+live in that file's manifest entry (`ModelEntry.monitor`), written by `edgeguard.export.monitor_thresholds`
 and read by `edgeguard serve`. The window sizes travel with the thresholds because each threshold
 was fitted for its window.
 """
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeguard.errors import EdgeguardError
+from edgeguard.monitor.prada import PRADA_SIDE
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class MonitorConfig:
     prada_window: int  # the most recent distances W is computed over
     prada_per_class: int  # most samples kept in a class's growing set
     calibration: dict[str, Any] = field(default_factory=dict)  # what the thresholds were fitted on
+    prada_side: int = PRADA_SIDE  # PRADA compares copies of at most this many pixels a side (prada.Downsample)
 
     def __post_init__(self) -> None:
         checks = [
@@ -33,6 +35,7 @@ class MonitorConfig:
             (0.0 < self.prada_delta <= 1.0, "prada_delta must be in (0, 1]"),
             (20 <= self.prada_min_distances <= self.prada_window <= 5000, "20 <= prada_min_distances <= prada_window <= 5000 must hold"),
             (self.prada_per_class >= 1, "prada_per_class must be >= 1"),
+            (self.prada_side >= 1, "prada_side must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -7,21 +7,20 @@ Two signals, because each misses what the other sees:
   distribution; flags natural-image (Knockoff) streams, which honest users do not send steadily.
 Neither flags a thief with in-distribution data sent in a natural order: budgets stop that one.
 
-Memory per key: PRADA's sets (at most classes x per_class queries) and windows of a few thousand
-numbers; the state of a key is dropped once it is flagged (the flag itself persists in the keys
+Memory per key: PRADA's sets (at most classes x per_class queries, each a copy of at most
+prada_side x prada_side pixels per channel) and windows of a few thousand numbers; the state of a key is dropped once it is flagged (the flag itself persists in the keys
 database), so clearing a flag starts its monitoring afresh.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgeguard.monitor.config import MonitorConfig
 from edgeguard.monitor.ood import OodShare, energy
-from edgeguard.monitor.prada import Prada
+from edgeguard.monitor.prada import Downsample, Prada
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class KeyMonitor:
         self.queries = 0
 
     def observe(self, x: np.ndarray, label: int, score: float) -> Flag | None:
-        """One query: x flattened (dim,) float32, the model's label and energy for it."""
+        """One query: x as PRADA compares it ((dim,) float32, `Downsample`), the model's label and energy for it."""
         cfg = self.config
         self.queries += 1
         count = self.ood.add(score > cfg.energy_threshold)
@@ -66,7 +65,7 @@ class Monitor:
     def __init__(self, config: MonitorConfig, classes: int, input_shape: tuple[int, ...]):
         self.config = config
         self.classes = classes
-        self.dim = math.prod(input_shape)
+        self.downsample = Downsample(tuple(input_shape), config.prada_side)
         self.keys: dict[str, KeyMonitor] = {}
 
     def observe(self, key: str, x: np.ndarray, logits: np.ndarray) -> Flag | None:
@@ -76,8 +75,8 @@ class Monitor:
         """
         watch = self.keys.get(key)
         if watch is None:
-            watch = self.keys[key] = KeyMonitor(self.config, self.classes, self.dim)
-        flat = x.reshape(len(x), self.dim).astype(np.float32, copy=False)
+            watch = self.keys[key] = KeyMonitor(self.config, self.classes, self.downsample.dim)
+        flat = self.downsample(x)
         labels = logits.argmax(axis=1).tolist()
         scores = energy(logits).tolist()
         for row, label, score in zip(flat, labels, scores):

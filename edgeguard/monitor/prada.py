@@ -4,7 +4,7 @@ Why it works: an honest client's queries are natural images, and the distance fr
 its nearest earlier query of the same predicted class is roughly normally distributed. A synthetic
 thief (JBDA: x + lam * sign(gradient)) sends many queries a small fixed step from an earlier one,
 which puts a spike into that distribution; the Shapiro-Wilk W of the distances drops below a
-threshold delta calibrated on honest data (`edgeguard.export.calibrate`).
+threshold delta calibrated on honest data (`edgeguard.export.monitor_thresholds`).
 
 Algorithm 1 of the paper, per key: for a query x predicted class c, with G_c the class's growing set,
     d = min over y in G_c of ||x - y||_2, appended to the key's distances D;
@@ -18,7 +18,12 @@ honest streams (measured, docs/detection.md).
 Changes made so memory stays O(window) per key, and honest retries do not look like an attack:
 - G_c keeps at most `per_class` samples, the oldest replaced first, and D the last `window` distances;
 - a repeated query (distance < DUPLICATE) records nothing: it teaches a thief nothing new;
-- W is evaluated every CHECK_EVERY new distances (sorting 2,000 values costs more than the rest).
+- W is evaluated every CHECK_EVERY new distances (sorting 2,000 values costs more than the rest);
+- queries are compared as `Downsample` copies: at most `side` x `side` pixels per channel (32 by
+  default, MonitorConfig.prada_side), by area averaging. A 224x224x3 query is 150,528 floats, so 64
+  of them per class of a 1,000-class model would be 38 GB per key; at 32x32 it is 0.8 GB, at 10
+  classes 8 MB. Smaller inputs (digits' 28x28) are compared as they are: nothing changes for them.
+  What it changes on larger ones: docs/detection.md.
 """
 
 from __future__ import annotations
@@ -33,6 +38,38 @@ DUPLICATE = 0.01  # L2 distance in [0, 1] pixel units below which a query repeat
 EXACT_BELOW = 1.0  # distances below this are recomputed directly (see GrowingSet.min_distance)
 CHECK_EVERY = 10
 OUTLIER_STDS = 3.0
+
+
+PRADA_SIDE = 32  # the default largest side of a compared copy (MonitorConfig.prada_side)
+
+
+def area_weights(size: int, out: int) -> np.ndarray:
+    """(out, size) matrix averaging each output pixel's share of the input (area interpolation, like
+    OpenCV's INTER_AREA): each row sums to 1 and covers size / out input pixels, fractions at the edges."""
+    edges = np.arange(out + 1) * size / out
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pixels = np.arange(size)[None]
+    overlap = np.clip(np.minimum(hi, pixels + 1) - np.maximum(lo, pixels), 0.0, None)
+    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class Downsample:
+    """(n, C, H, W) queries -> (n, dim) flattened copies with sides at most `side` (area averaged);
+    inputs already that small pass through unchanged."""
+
+    def __init__(self, input_shape: tuple[int, ...], side: int = PRADA_SIDE):
+        c, h, w = input_shape
+        self.rows = area_weights(h, side) if h > side else None
+        self.cols = area_weights(w, side) if w > side else None
+        self.dim = c * (side if h > side else h) * (side if w > side else w)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        if self.rows is not None:
+            x = np.einsum("oh,nchw->ncow", self.rows, x)
+        if self.cols is not None:
+            x = np.einsum("pw,nchw->nchp", self.cols, x)
+        return np.ascontiguousarray(x, np.float32).reshape(len(x), self.dim)
 
 
 class GrowingSet:

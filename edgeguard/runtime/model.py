@@ -1,7 +1,8 @@
 """A deployed model: manifest + verified model file + backend -> probabilities.
 
 This is the victim interface every later piece talks to (serving, defenses, attacks): inputs are
-images in [0, 1] with the manifest's (C, H, W) shape; normalisation happens here, once.
+images in [0, 1] with the manifest's (C, H, W) shape; normalisation (runtime.preprocess) happens here.
+Which backend runs a file is the format table's answer (edgeguard.formats).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import numpy as np
 
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import sha256_file
+from edgeguard.formats import DEFAULT, get_format
 from edgeguard.manifest import Manifest, ModelEntry
-from edgeguard.runtime.onnx import OnnxBackend
-from edgeguard.runtime.tflite import TFLiteBackend
+from edgeguard.runtime.preprocess import ImageSpec, Normaliser
 
 
 class Backend(Protocol):
@@ -24,9 +25,6 @@ class Backend(Protocol):
 
     def logits(self, x: np.ndarray) -> np.ndarray: ...
 
-
-# each backend imports its runtime package when it loads a file, so a missing one fails only there
-BACKENDS: dict[str, type] = {"onnx": OnnxBackend, "tflite": TFLiteBackend}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -43,19 +41,19 @@ class DeployedModel:
     path: Path
 
     def __post_init__(self) -> None:
-        # built once: normalise() runs on every served request
-        self._mean = np.asarray(self.manifest.mean, np.float32).reshape(1, -1, 1, 1)
-        self._std = np.asarray(self.manifest.std, np.float32).reshape(1, -1, 1, 1)
+        self.normalise = Normaliser(self.manifest.mean, self.manifest.std)  # built once: it runs on every request
+        self.image_spec = ImageSpec.from_manifest(self.manifest.preprocessing, self.manifest.input_shape)
 
     @classmethod
-    def load(
-        cls, folder: str | Path, precision: str = "int8", format: str = "onnx", threads: int = 1
-    ) -> "DeployedModel":
+    def load(cls, folder: str | Path, precision: str = "int8", format: str = DEFAULT, threads: int = 1) -> "DeployedModel":
         """Load and verify: a file whose sha256 differs from the manifest is refused."""
-        folder = Path(folder)
         manifest = Manifest.load(folder)
-        entry = manifest.entry(precision, format)
-        path = folder / entry.file
+        return cls.open(manifest, manifest.entry(precision, format), folder, threads)
+
+    @classmethod
+    def open(cls, manifest: Manifest, entry: ModelEntry, folder: str | Path, threads: int = 1) -> "DeployedModel":
+        """One entry of a manifest held in memory (export verifies files before it writes the manifest)."""
+        path = Path(folder) / entry.file
         if not path.is_file():
             raise EdgeguardError(f"model file '{path}' named in the manifest is missing")
         digest = sha256_file(path)
@@ -64,9 +62,8 @@ class DeployedModel:
                 f"model file '{path}' does not match its manifest (sha256 {digest[:12]}... != "
                 f"{entry.sha256[:12]}...): it was modified or corrupted; re-export it"
             )
-        if format not in BACKENDS:
-            raise EdgeguardError(f"no runtime backend for format '{format}' (have: {', '.join(BACKENDS)})")
-        return cls(manifest, entry, BACKENDS[format](path, threads=threads), path)
+        backend = get_format(entry.format).backend_class()  # imports the runtime package only now
+        return cls(manifest, entry, backend(path, threads=threads), path)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -75,9 +72,6 @@ class DeployedModel:
     @property
     def num_classes(self) -> int:
         return len(self.manifest.classes)
-
-    def normalise(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self._mean) / self._std).astype(np.float32, copy=False)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """x: (n, C, H, W) float32 in [0, 1] -> (n, classes) logits. Validates the shape."""

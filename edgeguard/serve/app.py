@@ -1,16 +1,22 @@
 """The HTTP face of a `Service`: starlette routes, body limits, JSON errors, request metrics.
 
 Routes (docs/serving.md has examples):
-    GET  /v2/health/live, /v2/health/ready, /v2/models/{name}/ready   no key
+    GET  /v2/health/live, /v2/health/ready, /v2/models/{name}/ready   no key (ready: and the key store)
+    GET  /v2                                                           server metadata + model name, no key
     GET  /v2/models/{name}                                             metadata
     POST /v2/models/{name}/infer                                       Open Inference Protocol (v2)
-    POST /predict                                                      {"inputs": nested array}
+    POST /predict                                                      {"inputs": nested array} or image files
     GET  /metrics                                                      Prometheus text, no key
 
 Endpoints run on the event loop itself, not in a thread pool: a query on these models takes tens of
 microseconds of onnxruntime, less than handing it to a thread would cost, and one loop thread makes
-the service's state (rate buckets, counters, the SQLite connection, the monitor) single-threaded by
-construction. The monitor runs as each answer's background task, after its last byte is sent.
+the service's state (rate buckets, counters, the key store's connection, the monitor) single-threaded
+by construction. A Redis key store is a blocking round trip on that loop too: on loopback it costs
+less than a thread hop, and it bounds how long one can take (redis_keys.TIMEOUT_S). The monitor runs
+as each answer's background task, after its last byte is sent.
+
+A key store that cannot be reached (`KeysUnavailable`) turns every request that needs a key into a
+503 with Retry-After, and /v2/health/ready into a 503: nothing is answered without a charge.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edgeguard.serve.keys import Checkpointer
-from edgeguard.serve.metrics import CONTENT_TYPE
+from edgeguard.serve.keys import KeysUnavailable
+from edgeguard.serve.prometheus import CONTENT_TYPE
 from edgeguard.serve.protocol import ClientError, dumps
 from edgeguard.serve.service import Service
 
@@ -62,7 +68,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def too_large(limit: int) -> ClientError:
     """413, closing the connection: the rest of the body is not worth reading."""
     return ClientError(
-        413, "too_large", f"the body may be at most {limit} bytes (enough for the largest batch this server accepts); send fewer items",
+        413, "too_large", f"the body may be at most {limit} bytes (--max-body-bytes); send fewer items or smaller files",
         {"Connection": "close"},
     )
 
@@ -72,11 +78,15 @@ def create_app(service: Service) -> Starlette:
         return json_response({"live": True})
 
     async def ready(request: Request) -> Response:
-        return json_response({"ready": True})  # the model was verified and warmed up before binding
+        service.store.ping()  # the model was verified and warmed up before binding
+        return json_response({"ready": True})
 
     async def model_ready(request: Request) -> Response:
         service.check_model(request.path_params["name"])
         return json_response({"name": service.name, "ready": True})
+
+    async def server_metadata(request: Request) -> Response:
+        return json_response(service.server_metadata())
 
     async def metadata(request: Request) -> Response:
         service.authenticate(api_key(request))
@@ -93,7 +103,8 @@ def create_app(service: Service) -> Starlette:
     async def predict(request: Request) -> Response:
         caller = service.authenticate(api_key(request))
         body = await read_body(request, service.max_body_bytes)
-        return json_response(service.predict(caller, body), background=BackgroundTask(watch))
+        content_type = request.headers.get("content-type")
+        return json_response(service.predict(caller, body, content_type), background=BackgroundTask(watch))
 
     async def metrics(request: Request) -> Response:
         return Response(service.render_metrics(), media_type=CONTENT_TYPE)
@@ -102,6 +113,12 @@ def create_app(service: Service) -> Starlette:
         assert isinstance(exc, ClientError)
         service.metrics.rejected[exc.reason] += 1
         return json_response({"error": exc.message}, exc.status, exc.headers)
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        """503: the key store is down; its address and the error are in the server's log, not here."""
+        assert isinstance(exc, KeysUnavailable)
+        message = f"the server cannot check API keys and budgets right now (its key store is unreachable); retry in {exc.retry_after} s"
+        return await refused(request, ClientError(503, "unavailable", message, {"Retry-After": str(exc.retry_after)}))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """The router's own 404 / 405, in the same JSON shape as every other error."""
@@ -116,6 +133,7 @@ def create_app(service: Service) -> Starlette:
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2/models/{name}/ready", model_ready),
+        Route("/v2", server_metadata),
         Route("/v2/models/{name}", metadata),
         Route("/v2/models/{name}/infer", infer, methods=["POST"]),
         Route("/predict", predict, methods=["POST"]),
@@ -123,13 +141,11 @@ def create_app(service: Service) -> Starlette:
     ]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        checkpointer = Checkpointer(service.store.path).start()  # the serving connection makes none
-        try:
+        with service.store.serving():
             yield
-        finally:
-            checkpointer.stop()
 
-    app = Starlette(routes=routes, exception_handlers={ClientError: refused, HTTPException: http_error}, lifespan=lifespan)
+    handlers = {ClientError: refused, KeysUnavailable: unavailable, HTTPException: http_error}
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     templates = {route.endpoint: route.path for route in routes}
     return RequestMetrics(app, service, templates)
 

@@ -1,4 +1,9 @@
-"""API keys, their query budgets and usage counters: one SQLite file shared by `edgeguard keys` and the server.
+"""API keys, their query budgets and usage counters: what every key store does, and the SQLite one.
+
+`BaseKeyStore` is the interface `edgeguard serve` and `edgeguard keys` use, with the rules every store
+shares (names, limits, the refusal sentences); a store adds its storage primitives. Two exist:
+`KeyStore` here, one SQLite file per device (the default), and `RedisKeyStore` (redis_keys.py), one
+Redis shared by a fleet of devices; `stores.open_store` picks one from `--keys`.
 
 Why SQLite, and how it is used:
 - Counters must survive a restart or a `kill -9`, or a thief would reset a budget by crashing the
@@ -16,23 +21,29 @@ Why SQLite, and how it is used:
 - Flags (set by the serving monitor, edgeguard.monitor) live in the same row, so a thief cannot
   shed one by crashing the server, and `keys clear-flag` takes effect on a running server too.
 
+- Rate limits are in-process token buckets (ratelimit.py): one device, one server process.
+
 Keys are 256-bit random tokens stored as their sha256: a stolen database holds no usable key, and a
 salt would add nothing to a secret that cannot be guessed. The plaintext is shown once, at `add`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
 import secrets
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from edgeguard.errors import EdgeguardError
+from edgeguard.serve.ratelimit import RateLimiter
 
 SCHEMA_VERSION = 2
 SCHEMA = """
@@ -109,12 +120,126 @@ def _over(who: str, left: int, limit: int, n: int, when: str) -> str:
     return f"{who} has {left} of its {limit} queries left{when}; this request holds {n} items"
 
 
-class KeyStore:
+@dataclass(frozen=True)
+class Charge:
+    """The outcome of one check-and-reserve; truthy when every item was reserved."""
+
+    charged: bool
+    wait: float = 0.0  # > 0: refused by the rate limit; seconds until the bucket holds enough
+
+    def __bool__(self) -> bool:
+        return self.charged
+
+
+class KeysUnavailable(EdgeguardError):
+    """The key store cannot be reached. The server answers 503 with Retry-After: without a charge
+    there is no answer (fail closed)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BaseKeyStore(ABC):
+    """A key store: what the server and `edgeguard keys` call, the shared rules, the primitives to add.
+
+    `location` names the store in messages and logs, so it never holds a password.
+    """
+
+    location: str
+
+    def add(
+        self,
+        name: str,
+        budget: int | None = None,
+        daily: int | None = None,
+        rate: float | None = None,
+        burst: int | None = None,
+        now: datetime | None = None,
+    ) -> str:
+        """Create a key and return it: the only time its plaintext exists."""
+        if not NAME.match(name):
+            raise EdgeguardError(f"key name must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {name!r}")
+        for label, value in (("--budget", budget), ("--daily", daily), ("--burst", burst)):
+            if value is not None and value < 1:
+                raise EdgeguardError(f"{label} must be a whole number >= 1 (leave it out for no limit), got {value}")
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise EdgeguardError(f"--rate must be a number of items per second > 0, got {rate}")
+        if burst is not None and rate is None:
+            raise EdgeguardError("--burst sizes the --rate limit's bucket; give --rate too")
+        if rate is not None and burst is None:
+            burst = max(1, math.ceil(rate))  # one second's worth of items
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        created = (now or utc_now()).isoformat(timespec="seconds")
+        if not self._insert(name, hash_key(key), created, budget, daily, rate, burst):
+            raise EdgeguardError(f"a key named '{name}' already exists; choose another name")
+        return key
+
+    def revoke(self, name: str, now: datetime | None = None) -> None:
+        when = (now or utc_now()).isoformat(timespec="seconds")
+        self._change(name, {"revoked": when}, "revoked", present=False, unchanged=f"key '{name}' is already revoked")
+
+    def flag(self, name: str, reason: str, now: datetime | None = None) -> None:
+        """Mark a key as a likely extraction client until an operator clears it; a flagged key keeps its first reason."""
+        when = (now or utc_now()).isoformat(timespec="seconds")
+        self._update(name, {"flagged": when, "flag_reason": reason}, "flagged", present=False)
+
+    def clear_flag(self, name: str) -> None:
+        self._change(name, {"flagged": None, "flag_reason": None}, "flagged", present=True, unchanged=f"key '{name}' is not flagged")
+
+    def _change(self, name: str, values: dict[str, str | None], guard: str, present: bool, unchanged: str) -> None:
+        """`_update`, or say why nothing changed: no such key, or it already was so."""
+        if self._update(name, values, guard, present):
+            return
+        if self.record_named(name) is None:
+            raise EdgeguardError(f"no key named '{name}' in '{self.location}'; `edgeguard keys list --db {self.location}` shows them")
+        raise EdgeguardError(unchanged)
+
+    def ping(self) -> None:
+        """Raise KeysUnavailable unless charges can be made now (`/v2/health/ready`)."""
+
+    def serving(self) -> contextlib.AbstractContextManager[None]:
+        """What the store runs beside a server, for the server's lifetime."""
+        return contextlib.nullcontext()
+
+    def close(self) -> None:
+        """Release the connection."""
+
+    @abstractmethod
+    def _insert(
+        self, name: str, key_hash: str, created: str, budget: int | None, daily: int | None, rate: float | None, burst: int | None
+    ) -> bool:
+        """Store a new key; False if the name is taken."""
+
+    @abstractmethod
+    def _update(self, name: str, values: dict[str, str | None], guard: str, present: bool) -> bool:
+        """Set `values` (None: clear) on the named key if its `guard` field is set (present) or not; False if not changed."""
+
+    @abstractmethod
+    def records(self) -> list[KeyRecord]:
+        """Every key, by name."""
+
+    @abstractmethod
+    def record_named(self, name: str) -> KeyRecord | None: ...
+
+    @abstractmethod
+    def lookup(self, key: str) -> KeyRecord | None:
+        """The record of a presented key, or None if no such key was ever issued."""
+
+    @abstractmethod
+    def charge(self, key: str, n: int, day: str, rate: float | None = None, burst: int | None = None) -> Charge:
+        """Check the rate limit (`rate` None: none), then reserve n items of the key's budgets, in one
+        atomic, durable step; a refused request takes nothing from either."""
+
+
+class KeyStore(BaseKeyStore):
     """The keys database. One instance per thread or process (SQLite serialises the writers)."""
 
     def __init__(self, path: str | Path, create: bool = False, autocheckpoint: bool = True):
-        """autocheckpoint False: leave checkpoints to a `Checkpointer` (the server's connection)."""
+        """autocheckpoint False: leave checkpoints to a `Checkpointer` (`serving`)."""
         self.path = Path(path)
+        self.location = str(self.path)
+        self.limiter = RateLimiter()
         if not create and not self.path.is_file():
             raise EdgeguardError(
                 f"keys database '{self.path}' does not exist; create a key first: "
@@ -153,60 +278,31 @@ class KeyStore:
     def close(self) -> None:
         self.db.close()
 
-    def add(
-        self,
-        name: str,
-        budget: int | None = None,
-        daily: int | None = None,
-        rate: float | None = None,
-        burst: int | None = None,
-        now: datetime | None = None,
-    ) -> str:
-        """Create a key and return it: the only time its plaintext exists."""
-        if not NAME.match(name):
-            raise EdgeguardError(f"key name must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {name!r}")
-        for label, value in (("--budget", budget), ("--daily", daily), ("--burst", burst)):
-            if value is not None and value < 1:
-                raise EdgeguardError(f"{label} must be a whole number >= 1 (leave it out for no limit), got {value}")
-        if rate is not None and not (math.isfinite(rate) and rate > 0):
-            raise EdgeguardError(f"--rate must be a number of items per second > 0, got {rate}")
-        if burst is not None and rate is None:
-            raise EdgeguardError("--burst sizes the --rate limit's bucket; give --rate too")
-        if rate is not None and burst is None:
-            burst = max(1, math.ceil(rate))  # one second's worth of items
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
-        created = (now or utc_now()).isoformat(timespec="seconds")
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        checkpointer = Checkpointer(self.path).start()  # the serving connection makes none
+        try:
+            yield
+        finally:
+            checkpointer.stop()
+
+    def _insert(
+        self, name: str, key_hash: str, created: str, budget: int | None, daily: int | None, rate: float | None, burst: int | None
+    ) -> bool:
         try:
             self.db.execute(
                 "INSERT INTO keys (name, key_hash, created, budget, daily, rate, burst) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, hash_key(key), created, budget, daily, rate, burst),
+                (name, key_hash, created, budget, daily, rate, burst),
             )
         except sqlite3.IntegrityError:
-            raise EdgeguardError(f"a key named '{name}' already exists; choose another name") from None
-        return key
+            return False
+        return True
 
-    def revoke(self, name: str, now: datetime | None = None) -> None:
-        when = (now or utc_now()).isoformat(timespec="seconds")
-        if self.db.execute("UPDATE keys SET revoked = ? WHERE name = ? AND revoked IS NULL", (when, name)).rowcount:
-            return
-        if self.record_named(name) is None:
-            raise self._unknown(name)
-        raise EdgeguardError(f"key '{name}' is already revoked")
-
-    def flag(self, name: str, reason: str, now: datetime | None = None) -> None:
-        """Mark a key as a likely extraction client until an operator clears it; a flagged key keeps its first reason."""
-        when = (now or utc_now()).isoformat(timespec="seconds")
-        self.db.execute("UPDATE keys SET flagged = ?, flag_reason = ? WHERE name = ? AND flagged IS NULL", (when, reason, name))
-
-    def clear_flag(self, name: str) -> None:
-        if self.db.execute("UPDATE keys SET flagged = NULL, flag_reason = NULL WHERE name = ? AND flagged IS NOT NULL", (name,)).rowcount:
-            return
-        if self.record_named(name) is None:
-            raise self._unknown(name)
-        raise EdgeguardError(f"key '{name}' is not flagged")
-
-    def _unknown(self, name: str) -> EdgeguardError:
-        return EdgeguardError(f"no key named '{name}' in '{self.path}'; `edgeguard keys list --db {self.path}` shows them")
+    def _update(self, name: str, values: dict[str, str | None], guard: str, present: bool) -> bool:
+        # column names come from BaseKeyStore, never from input
+        columns = ", ".join(f"{column} = ?" for column in values)
+        condition = "IS NOT NULL" if present else "IS NULL"
+        return bool(self.db.execute(f"UPDATE keys SET {columns} WHERE name = ? AND {guard} {condition}", (*values.values(), name)).rowcount)
 
     def records(self) -> list[KeyRecord]:
         return [KeyRecord(*row) for row in self.db.execute(f"SELECT {COLUMNS} FROM keys ORDER BY name")]
@@ -216,24 +312,29 @@ class KeyStore:
         return KeyRecord(*row) if row else None
 
     def lookup(self, key: str) -> KeyRecord | None:
-        """The record of a presented key, or None if no such key was ever issued."""
         row = self.db.execute(f"SELECT {COLUMNS} FROM keys WHERE key_hash = ?", (hash_key(key),)).fetchone()
         return KeyRecord(*row) if row else None
 
-    def charge(self, key: str, n: int, day: str) -> bool:
-        """Reserve n items of the key's budgets in one committed statement; False if any would overflow."""
-        return bool(
-            self.db.execute(
-                """UPDATE keys SET
-                       used = used + :n,
-                       day_used = CASE WHEN day = :day THEN day_used + :n ELSE :n END,
-                       day = :day
-                   WHERE key_hash = :hash AND revoked IS NULL
-                     AND (budget IS NULL OR used + :n <= budget)
-                     AND (daily IS NULL OR CASE WHEN day = :day THEN day_used ELSE 0 END + :n <= daily)""",
-                {"n": n, "day": day, "hash": hash_key(key)},
-            ).rowcount
-        )
+    def charge(self, key: str, n: int, day: str, rate: float | None = None, burst: int | None = None) -> Charge:
+        """The rate limit in memory, then one committed `UPDATE ... WHERE used + n <= budget`; nothing
+        runs in between (one thread), so the bucket is only spent on a charge that was made."""
+        digest = hash_key(key)
+        wait = self.limiter.admit(digest, n, rate, burst)
+        if wait > 0:
+            return Charge(False, wait)
+        charged = self.db.execute(
+            """UPDATE keys SET
+                   used = used + :n,
+                   day_used = CASE WHEN day = :day THEN day_used + :n ELSE :n END,
+                   day = :day
+               WHERE key_hash = :hash AND revoked IS NULL
+                 AND (budget IS NULL OR used + :n <= budget)
+                 AND (daily IS NULL OR CASE WHEN day = :day THEN day_used ELSE 0 END + :n <= daily)""",
+            {"n": n, "day": day, "hash": digest},
+        ).rowcount
+        if charged:
+            self.limiter.spend(digest, n)
+        return Charge(bool(charged))
 
 
 class Checkpointer:

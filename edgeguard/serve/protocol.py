@@ -1,22 +1,38 @@
-"""The wire: request bodies in, validated numpy batches out, and answers back to JSON (no I/O).
+"""The wire: request bodies in, validated numpy batches or image files out, and answers back to JSON (no I/O).
 
-Two request forms reach the same model:
+Two routes reach the same model:
 - `POST /predict`: `{"inputs": [...]}`, a nested array of shape (n, C, H, W) or one (C, H, W) image;
+  or one image file as the body (`Content-Type: image/jpeg`, png, webp, bmp, gif); or
+  `multipart/form-data` with one `file` part per image (`curl -F file=@a.jpg -F file=@b.jpg`);
 - `POST /v2/models/{name}/infer` (Open Inference Protocol, KServe v2): `{"inputs": [{"name":
-  "input", "shape": [n, C, H, W], "datatype": "FP32", "data": [...]}]}`, data flat or nested.
+  "input", "shape": [n, C, H, W], "datatype": "FP32", "data": [...]}]}`, data flat or nested; or a
+  `BYTES` tensor of shape [n] whose data are base64-encoded image files.
 
-Everything a client can get wrong ends here as a `ClientError` with a 4xx status and one sentence
-saying what was expected, so a bad request can never reach the model or cost budget.
+Image files leave here as `ImageFiles`, counted but not decoded: the service decodes them (with
+`decode`, the model's `ImageSpec`) only once the key may be answered. Everything a client can get
+wrong ends here or in `decode` as a `ClientError` with a 4xx status and one sentence saying what was
+expected, so a bad request can never reach the model or cost budget.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import orjson  # parses a 784-number body ~7x faster than the json module: most of a query's cost
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from edgeguard.runtime.preprocess import FILE_FORMATS, FILE_TYPES, ImageError, ImageSpec, ImageTooLarge, UnsupportedImage
+
+# the multipart parser logs each malformed body at WARNING: a client's mistake, answered with a 400
+# that says so, not worth a log line per request (a flood of them would flood the log)
+logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
 
 
 @dataclass
@@ -91,7 +107,101 @@ def _kind(x: np.ndarray) -> str:
     return {"b": "true/false", "U": "strings", "S": "strings"}.get(x.dtype.kind, "null, objects or huge integers")
 
 
-def parse_predict(body: bytes, spec: InputSpec) -> np.ndarray:
+@dataclass(frozen=True)
+class ImageFiles:
+    """The image files of one request, in order, not yet decoded; `names` say which is which in errors."""
+
+    files: tuple[bytes, ...]
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+Batch = Union[np.ndarray, ImageFiles]  # what a request asks about: validated pixels, or files to decode
+
+
+def unsupported(message: str) -> ClientError:
+    return ClientError(415, "unsupported", message)
+
+
+def decode(images: ImageFiles, spec: ImageSpec) -> np.ndarray:
+    """Every file -> one (n, C, H, W) float32 batch in [0, 1]; the first bad file refuses the request whole."""
+    x = []
+    for data, name in zip(images.files, images.names):
+        try:
+            x.append(spec.load(data, FILE_FORMATS))
+        except ImageTooLarge as e:
+            raise ClientError(413, "too_large", f"{name}: {e}") from None
+        except UnsupportedImage as e:
+            raise unsupported(f"{name}: {e}") from None
+        except ImageError as e:
+            raise invalid(f"{name}: {e}") from None
+    return np.stack(x)
+
+
+def check_count(images: ImageFiles, spec: InputSpec) -> ImageFiles:
+    if len(images) == 0:
+        raise invalid("the request holds no image file; send at least one (curl -F file=@photo.jpg)")
+    if len(images) > spec.max_batch:
+        raise invalid(f"a request may hold at most {spec.max_batch} items, got {len(images)} files; split it")
+    return images
+
+
+def parse_multipart(body: bytes, boundary: bytes | None, spec: InputSpec) -> ImageFiles:
+    """`multipart/form-data` -> the files of its parts, each of which must be named 'file'."""
+    if not boundary:
+        raise invalid("a multipart/form-data body needs a boundary in its Content-Type header")
+    parts: list[tuple[dict[bytes, bytes], bytearray]] = []
+    header = [b"", b""]  # the header field and value being read
+    ended = False
+
+    def on_header_end() -> None:
+        parts[-1][0][header[0].lower()] = header[1]
+        header[:] = [b"", b""]
+
+    def on_end() -> None:
+        nonlocal ended
+        ended = True
+
+    callbacks: Any = {
+        "on_part_begin": lambda: parts.append(({}, bytearray())),
+        "on_part_data": lambda data, start, end: parts[-1][1].extend(data[start:end]),
+        "on_header_field": lambda data, start, end: header.__setitem__(0, header[0] + data[start:end]),
+        "on_header_value": lambda data, start, end: header.__setitem__(1, header[1] + data[start:end]),
+        "on_header_end": on_header_end,
+        "on_end": on_end,
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as e:
+        raise invalid(f"the multipart/form-data body is malformed: {e}") from None
+    if not ended:
+        raise invalid("the multipart/form-data body ends before its closing boundary; it was cut short")
+    files, names = [], []
+    for headers, data in parts:
+        _, options = parse_options_header(headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("latin-1")
+        if name != "file":
+            raise invalid(f"each image must be a multipart part named 'file' (curl -F file=@photo.jpg); got a part named {name!r}")
+        filename = options.get(b"filename", b"").decode("utf-8", "replace")
+        files.append(bytes(data))
+        names.append(f"file {len(files)}" + (f" ({filename!r})" if filename else ""))
+    return check_count(ImageFiles(tuple(files), tuple(names)), spec)
+
+
+def parse_predict(body: bytes, spec: InputSpec, content_type: str | None = None) -> Batch:
+    """A /predict body by its Content-Type: an image file, multipart files, or (anything else) JSON."""
+    media, options = parse_options_header(content_type or "")
+    media = media.decode("latin-1").lower()
+    if media in FILE_TYPES:
+        return ImageFiles((body,), ("the body",))
+    if media.startswith("image/"):
+        raise unsupported(f"Content-Type {media} is not an image type this server decodes; send one of {', '.join(FILE_TYPES)}")
+    if media == "multipart/form-data":
+        return parse_multipart(body, options.get(b"boundary"), spec)
     request = parse_json(body)
     if not isinstance(request, dict) or "inputs" not in request:
         raise invalid(f'the body must be a JSON object {{"inputs": [...]}} holding an array of shape {spec.batch_shape}')
@@ -100,7 +210,7 @@ def parse_predict(body: bytes, spec: InputSpec) -> np.ndarray:
 
 @dataclass(frozen=True)
 class InferRequest:
-    x: np.ndarray
+    x: Batch
     id: str | None
     outputs: tuple[str, ...] | None  # names the client asked for; None: all
 
@@ -116,8 +226,14 @@ def parse_infer(body: bytes, spec: InputSpec, outputs: tuple[str, ...]) -> Infer
         raise invalid(f"a v2 input tensor is an object: {example}")
     if tensor.get("name") != spec.name:
         raise invalid(f"the input tensor must be named '{spec.name}', got {tensor.get('name')!r}")
+    wanted = _requested_outputs(request.get("outputs"), outputs)
+    request_id = request.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise invalid(f"the request id must be a string, got {request_id!r}")
+    if tensor.get("datatype") == "BYTES":
+        return InferRequest(_image_tensor(tensor, spec), request_id, wanted)
     if tensor.get("datatype") != "FP32":
-        raise invalid(f"the input datatype must be FP32, got {tensor.get('datatype')!r}")
+        raise invalid(f"the input datatype must be FP32 (pixels) or BYTES (base64 image files), got {tensor.get('datatype')!r}")
     shape = tensor.get("shape")
     if (
         not isinstance(shape, list)
@@ -136,11 +252,25 @@ def parse_infer(body: bytes, spec: InputSpec, outputs: tuple[str, ...]) -> Infer
         raise invalid(f"the input data must be numbers in [0, 1]; found non-numeric values ({_kind(data)})")
     if data.size != math.prod(shape):
         raise invalid(f"the input data holds {data.size} numbers; shape {shape} needs {math.prod(shape)}")
-    wanted = _requested_outputs(request.get("outputs"), outputs)
-    request_id = request.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise invalid(f"the request id must be a string, got {request_id!r}")
     return InferRequest(check_items(data.reshape(shape), spec), request_id, wanted)
+
+
+def _image_tensor(tensor: dict[str, Any], spec: InputSpec) -> ImageFiles:
+    """A v2 BYTES tensor of shape [n] (or [n, 1]): n base64 strings, each an image file."""
+    shape, data = tensor.get("shape"), tensor.get("data")
+    if isinstance(data, list) and all(isinstance(d, list) and len(d) == 1 for d in data):
+        data = [d[0] for d in data]  # nested [[...], ...] as some clients write [n, 1]
+    if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
+        raise invalid("a BYTES input's data must be a list of base64 strings, one image file each")
+    if shape not in ([len(data)], [len(data), 1]):
+        raise invalid(f"a BYTES input's shape must be [n] with n = {len(data)} files in its data, got {shape!r}")
+    files = []
+    for i, text in enumerate(data):
+        try:
+            files.append(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            raise invalid(f"file {i + 1} of the BYTES input is not valid base64") from None
+    return check_count(ImageFiles(tuple(files), tuple(f"file {i + 1}" for i in range(len(files)))), spec)
 
 
 def _requested_outputs(requested: Any, available: tuple[str, ...]) -> tuple[str, ...] | None:

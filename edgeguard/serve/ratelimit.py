@@ -2,7 +2,9 @@
 
 Why items, not requests: a thief's cost is the number of answered inputs, and batching must not be
 a way around the limit. Why in memory: a rate limit smooths traffic over seconds; budgets, which
-must survive restarts, live in the keys database.
+must survive restarts, live in the keys database. This is the SQLite store's limiter (one device);
+the Redis store runs the same rule inside its charge script (redis_keys.CHARGE), so a fleet shares
+each key's bucket.
 
 A bucket holds at most `burst` tokens and refills at `rate` tokens per second. A request for n items
 is admitted when the bucket holds min(n, burst) tokens, and, once answered, takes all n, possibly

@@ -1,6 +1,6 @@
 """Run a deployment under uvicorn: one process, one event loop, no access log.
 
-One worker: the keys database serialises charges anyway, the model is tiny, and a Raspberry Pi has
+One worker: the key store serialises charges anyway, the model is tiny, and a Raspberry Pi has
 four cores to share with everything else; more throughput comes from batching, not processes.
 uvicorn picks uvloop and httptools when installed (the `runtime` extra installs them): together
 they roughly halve the per-request cost of the pure-Python event loop and HTTP parser.
@@ -24,7 +24,8 @@ def summary(service: Service, config: ServeConfig, url: str) -> str:
     entry = service.predictor.model.entry
     defenses = " | ".join(d.name for d in service.predictor.stack.defenses) or "none"
     active = sum(1 for r in service.store.records() if r.revoked is None)
-    keys = f"keys: {config.keys} ({active} active)" + ("" if active else f"; add one: edgeguard keys add NAME --db {config.keys}")
+    where = service.store.location  # never a password
+    keys = f"keys: {where} ({active} active)" + ("" if active else f"; add one: edgeguard keys add NAME --db {where}")
     if service.monitor is not None:
         monitor = f"monitor: on (PRADA + OOD share, thresholds from the manifest); on flag: {service.policy.name}"
     else:

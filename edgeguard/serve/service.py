@@ -2,15 +2,21 @@
 
 The order of the checks is the security argument:
 1. the key (401 missing or unknown, 403 revoked, out of budget, or flagged under `--on-flag block`):
-   strangers learn nothing else;
-2. the request itself (4xx): a malformed request never reaches the model and costs no budget;
-3. the rate limit (429 + Retry-After; a flagged key's is SLOW_RATE under `--on-flag slow`): refused
-   requests take no budget either;
-4. the charge: every item of the batch reserved atomically in the keys database, and committed,
-   before any answer is computed, so a crash can lose an answer but never a count;
-5. the model, the defense stack (then a flagged key's policy stack) and the deployment's output form;
-6. after the answer is sent, the monitor (edgeguard.monitor) sees the key's queries and may flag the
-   key, which the keys database keeps until an operator clears it (`watch`).
+   strangers learn nothing else; a key store that cannot be reached refuses everything (503);
+2. the request itself (4xx): its size, its form and its item count (image files are counted, not yet
+   decoded); a malformed request never reaches the model and costs no budget;
+3. image files decoded by the model's `ImageSpec` (400, 413 for a decompression bomb refused from its
+   header, 415): before the charge, so a bad file costs nothing and one bad file refuses its batch
+   whole. Before the rate limit too, as that and the charge are one atomic step of the key store: a
+   key over its rate makes the server decode at most one body (within the body limit) per refusal;
+4. and 5., in one atomic step of the key store: the rate limit (429 + Retry-After; a flagged key's is
+   SLOW_RATE under `--on-flag slow`), whose refusals take no budget either, then the charge: every
+   item of the batch reserved, and committed, before any answer is computed, so a crash can lose an
+   answer but never a count: a key pays for exactly the images that were answered;
+6. the model, the defense stack (then a flagged key's policy stack) and the deployment's output form;
+7. after the answer is sent, the monitor (edgeguard.monitor) sees the key's queries and may flag the
+   key, which the key store keeps until an operator clears it (`watch`); a flag the store could not
+   take is kept and retried before the next key is looked up.
 """
 
 from __future__ import annotations
@@ -24,24 +30,28 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgeguard import __version__
 from edgeguard.defenses import parse_stack
+from edgeguard.formats import DEFAULT, FORMATS
 from edgeguard.monitor import Monitor, MonitorConfig
 from edgeguard.runtime import DeployedModel
-from edgeguard.serve.keys import KeyRecord, KeyStore, utc_day, utc_now
-from edgeguard.serve.metrics import Metrics
+from edgeguard.serve.keys import BaseKeyStore, KeyRecord, KeysUnavailable, utc_day, utc_now
 from edgeguard.serve.policy import SLOW_RATE, FlagPolicy
 from edgeguard.serve.predictor import Answer, Predictor
-from edgeguard.serve.protocol import ClientError, InputSpec, parse_infer, parse_predict, v2_tensor
-from edgeguard.serve.ratelimit import RateLimiter
+from edgeguard.serve.prometheus import Metrics
+from edgeguard.serve.protocol import Batch, ClientError, ImageFiles, InputSpec, decode, parse_infer, parse_predict, v2_tensor
+from edgeguard.serve.stores import open_store
 
-# v2 metadata's platform names (KServe's for ONNX); any other format names itself
-PLATFORMS = {"onnx": "onnxruntime_onnx"}
 log = logging.getLogger("edgeguard.serve")
 
 
+FILES_BODY_BYTES = 32 * 1024 * 1024  # room for a few camera photos, whatever the model's input size
+
+
 def default_max_body_bytes(input_shape: tuple[int, ...], max_batch: int) -> int:
-    """Room for max_batch inputs written with 24 bytes per number (a float32 in full, a comma, a space)."""
-    return max_batch * math.prod(input_shape) * 24 + 4096
+    """Room for max_batch inputs written with 24 bytes per number (a float32 in full, a comma, a space),
+    and at least for FILES_BODY_BYTES of image files (a 28x28 model's JSON room is 1.2 MB: one photo)."""
+    return max(max_batch * math.prod(input_shape) * 24 + 4096, FILES_BODY_BYTES)
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,7 @@ class ServeConfig:
     """Everything `edgeguard serve` is told; `max_body_bytes` None: enough for max_batch inputs."""
 
     folder: str | Path
-    keys: str | Path = "keys.db"
+    keys: str | Path = "keys.db"  # a SQLite file, or a redis:// / rediss:// URL (serve.stores)
     defense: str = "none"
     output: str = "probabilities"
     top_k: int = 3
@@ -57,7 +67,7 @@ class ServeConfig:
     max_body_bytes: int | None = None
     threads: int = 1
     precision: str = "int8"
-    format: str = "onnx"
+    format: str = DEFAULT
     on_flag: str = "log"  # what happens to a key the monitor flags (serve.policy)
 
 
@@ -72,21 +82,20 @@ class Service:
     def __init__(
         self,
         predictor: Predictor,
-        store: KeyStore,
+        store: BaseKeyStore,
         max_batch: int,
         max_body_bytes: int | None = None,
         clock: Callable[[], datetime] = utc_now,
-        limiter: RateLimiter | None = None,
         monitor: Monitor | None = None,
         policy: FlagPolicy | None = None,
     ):
         self.predictor = predictor
         self.store = store
         self.clock = clock
-        self.limiter = limiter or RateLimiter()
         self.monitor = monitor  # None: the manifest holds no calibrated thresholds for this model file
         self.policy = policy or FlagPolicy()
         self.unwatched: list[tuple[str, np.ndarray, np.ndarray]] = []  # (key name, x, logits) answered, not yet watched
+        self.unsaved_flags: dict[str, str] = {}  # key name -> the flag's reason, raised while the store was down
         self.metrics = Metrics()
         model = predictor.model
         self.name = model.manifest.name
@@ -105,7 +114,7 @@ class Service:
         predictor = Predictor(model, stack, config.output, config.top_k)
         thresholds = model.entry.monitor
         monitor = Monitor(MonitorConfig.from_dict(thresholds), model.num_classes, model.input_shape) if thresholds else None
-        store = KeyStore(config.keys, autocheckpoint=False)
+        store = open_store(config.keys, serving=True)
         return cls(predictor, store, config.max_batch, config.max_body_bytes, monitor=monitor, policy=policy)
 
     def authenticate(self, key: str | None) -> Caller:
@@ -114,6 +123,7 @@ class Service:
                 401, "unauthorized", "this route needs an API key: send the header 'X-API-Key: <key>' or 'Authorization: Bearer <key>'",
                 {"WWW-Authenticate": "Bearer"},
             )
+        self.save_flags()
         record = self.store.lookup(key)
         if record is None:
             raise ClientError(401, "unauthorized", "unknown API key; check it, or ask the operator for one", {"WWW-Authenticate": "Bearer"})
@@ -133,24 +143,25 @@ class Service:
         if name != self.name:
             raise ClientError(404, "not_found", f"no model named '{name}' here; this server serves '{self.name}'")
 
-    def answer(self, caller: Caller, x: np.ndarray) -> Answer:
-        """Rate-limit, charge every item, then answer: (n, C, H, W) validated -> the served outputs."""
+    def answer(self, caller: Caller, batch: Batch) -> Answer:
+        """Decode image files, rate-limit and charge every item (one step of the key store), then
+        answer: (n, C, H, W) validated or n files -> the served outputs."""
         self.watch()  # whatever an earlier request left, if the app did not run it after its response
-        n, record = len(x), caller.record
+        n, record = len(batch), caller.record
         flagged = record.flagged is not None
         rate, burst = (min(record.rate or SLOW_RATE, SLOW_RATE), 1) if flagged and self.policy.slow else (record.rate, record.burst)
-        wait = self.limiter.admit(record.name, n, rate, burst)
-        if wait > 0:
+        x = decode(batch, self.predictor.model.image_spec) if isinstance(batch, ImageFiles) else batch
+        charge = self.store.charge(caller.key, n, caller.day, rate, burst)
+        if charge.wait > 0:
             raise ClientError(
                 429, "rate_limited",
-                f"API key '{record.name}' may send {rate:g} items per second (bursts of {burst}); retry in {wait:.2f} s",
-                {"Retry-After": str(max(1, math.ceil(wait)))},
+                f"API key '{record.name}' may send {rate:g} items per second (bursts of {burst}); retry in {charge.wait:.2f} s",
+                {"Retry-After": str(max(1, math.ceil(charge.wait)))},
             )
-        if not self.store.charge(caller.key, n, caller.day):
+        if not charge:
             latest = self.store.lookup(caller.key)
             refusal = latest.refusal(n, caller.day) if latest else None  # None only if another process raced a change in
             raise ClientError(403, "forbidden", refusal or f"API key '{record.name}' cannot be charged {n} more items now")
-        self.limiter.spend(record.name, n)  # no await since admit(): nothing else ran in between
         logits = self.predictor.model.logits(x)
         if self.monitor is not None and not flagged:  # a flagged key is not watched until its flag is cleared
             self.unwatched.append((record.name, x, logits))
@@ -177,11 +188,23 @@ class Service:
             flag = None if name in flagged else monitor.observe(name, x, logits)
             if flag is not None:
                 flagged.add(name)
-                self.store.flag(name, str(flag))
+                self.unsaved_flags[name] = str(flag)
                 log.warning("edgeguard serve: API key '%s' flagged as a likely extraction client (%s); on flag: %s", name, flag, self.policy.name)
+        self.save_flags()
 
-    def predict(self, caller: Caller, body: bytes) -> dict[str, Any]:
-        answer = self.answer(caller, parse_predict(body, self.spec))
+    def save_flags(self) -> None:
+        """Persist the monitor's flags; those the store cannot take now wait for the next call
+        (the monitor raises a flag once, so dropping one would let the key go unflagged)."""
+        for name, reason in list(self.unsaved_flags.items()):
+            try:
+                self.store.flag(name, reason)
+            except KeysUnavailable:
+                return
+            del self.unsaved_flags[name]
+
+    def predict(self, caller: Caller, body: bytes, content_type: str | None = None) -> dict[str, Any]:
+        """/predict: JSON pixels, or image files by `content_type` (protocol.parse_predict)."""
+        answer = self.answer(caller, parse_predict(body, self.spec, content_type))
         classes = self.predictor.model.manifest.classes
         return {name: value.tolist() for name, value in answer.tensors.items()} | {
             "labels": [classes[i] for i in answer.top1]
@@ -198,13 +221,18 @@ class Service:
         reply["outputs"] = [v2_tensor(n, answer.tensors[n]) for n in wanted]
         return reply
 
+    def server_metadata(self) -> dict[str, Any]:
+        """Open Inference Protocol server metadata, plus the served model's name: how a client that has
+        only the URL finds the model (the name is no secret: a wrong one's 404 says it too)."""
+        return {"name": "edgeguard", "version": __version__, "extensions": [], "models": [self.name]}
+
     def metadata(self, name: str) -> dict[str, Any]:
         """What a client needs to query: shapes, classes, output form; never the defense parameters."""
         self.check_model(name)
         model = self.predictor.model
         return {
             "name": self.name,
-            "platform": PLATFORMS.get(model.entry.format, model.entry.format),
+            "platform": FORMATS[model.entry.format].platform,
             "inputs": [{"name": self.spec.name, "datatype": "FP32", "shape": [-1, *self.spec.shape]}],
             "outputs": self.outputs,
             "classes": list(model.manifest.classes),

@@ -12,8 +12,8 @@ from typing import Iterator, Optional, Protocol
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.ao.quantization import FakeQuantizeBase, disable_observer
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class Loss(Protocol):
@@ -40,27 +40,46 @@ def mixup_noise(x: torch.Tensor, noise: float, smooth: int = 1) -> torch.Tensor:
     pixel noise (which the training augmentation teaches the model to ignore).
     """
     n, c, h, w = x.shape
-    a = 0.25 + 0.5 * torch.rand(n, 1, 1, 1)
-    field = torch.randn(n, c, max(1, h // smooth), max(1, w // smooth))
+    a = 0.25 + 0.5 * torch.rand(n, 1, 1, 1, device=x.device)
+    field = torch.randn(n, c, max(1, h // smooth), max(1, w // smooth), device=x.device)
     if smooth > 1:
         field = F.interpolate(field, size=(h, w), mode="bilinear", align_corners=False)
-    return a * x + (1 - a) * x[torch.randperm(n)] + noise * field
+    return a * x + (1 - a) * x[torch.randperm(n, device=x.device)] + noise * field
+
+
+def octaves(size: int) -> list[int]:
+    """Grid sizes of a 1/f field: the image size halved down to 2, coarsest first (28 -> 2, 4, 7, 14, 28)."""
+    return sorted({round(size / 2**k) for k in range(size.bit_length()) if size / 2**k >= 1.5})
+
+
+def pink_noise(n: int, c: int, size: int, like: torch.Tensor) -> torch.Tensor:
+    """(n, c, size, size) of roughly 1/f noise: one octave per grid, each weighted grid**-0.5."""
+    field = torch.zeros(n, c, size, size, dtype=like.dtype, device=like.device)
+    for grid in octaves(size):
+        layer = torch.randn(n, c, grid, grid, device=like.device)
+        field += F.interpolate(layer, size=(size, size), mode="bilinear", align_corners=False) * grid**-0.5
+    return field
 
 
 def random_fields(x: torch.Tensor) -> torch.Tensor:
     """Images of pure multi-scale (roughly 1/f) noise, with random brightness and contrast.
 
     Natural photographs have most of their energy at low spatial frequencies; these fields share
-    that and nothing else with them, and nothing at all with the training data.
+    that and nothing else with them, and nothing at all with the training data. Their colour is
+    built like a photograph's too: channels share one luminance field and differ by a weaker
+    chroma field and a tint (independent per-channel noise would be a saturated rainbow no camera
+    sees; identical channels would never probe colour). Grey images draw exactly what they always did.
     """
     n, c, h, w = x.shape
-    field = torch.zeros_like(x)
-    for grid in (2, 4, 7, 14, h):
-        layer = torch.randn(n, c, grid, grid)
-        field += F.interpolate(layer, size=(h, w), mode="bilinear", align_corners=False) * grid**-0.5
+    field = pink_noise(n, 1, h, x)
+    if c > 1:
+        # chroma up to luminance's strength: channel correlations mostly 0.5-1 (photographs: ~0.8-0.95)
+        field = field + torch.rand(n, 1, 1, 1, device=x.device) * pink_noise(n, c, h, x)
     field = (field - field.mean((1, 2, 3), keepdim=True)) / field.std((1, 2, 3), keepdim=True)
-    contrast = 0.3 + 1.2 * torch.rand(n, 1, 1, 1)
-    offset = 2 * torch.rand(n, 1, 1, 1) - 1
+    contrast = 0.3 + 1.2 * torch.rand(n, 1, 1, 1, device=x.device)
+    offset = 2 * torch.rand(n, 1, 1, 1, device=x.device) - 1
+    if c > 1:
+        offset = offset + 0.5 * (2 * torch.rand(n, c, 1, 1, device=x.device) - 1)
     return field * contrast + offset
 
 
@@ -130,27 +149,27 @@ class DivQATLoss:
 
     def __init__(
         self, lam: float = 2.0, temperature: float = 1.0, margin: float = 2.0, direction: str = "reverse",
-        inputs: str = "fields", mass: str = "full", noise: float = 1.0, smooth: int = 4, anchor: float = 3.0,
+        inputs: str = "fields", mass: str = "full", probe_noise: float = 1.0, smooth: int = 4, anchor: float = 3.0,
         probe_bn: str = "batch",
     ):  # fmt: skip
         checks = (("direction", direction, DIRECTIONS), ("inputs", inputs, INPUTS), ("mass", mass, MASSES), ("probe_bn", probe_bn, BATCH_NORMS))
         for name, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"DivQAT {name} must be one of {', '.join(valid)}, got '{value}'")
-        if lam < 0 or temperature <= 0 or margin <= 0 or noise < 0 or smooth < 1 or anchor < 0:
-            raise ValueError("DivQAT needs lam >= 0, temperature > 0, margin > 0, noise >= 0, smooth >= 1, anchor >= 0")
+        if lam < 0 or temperature <= 0 or margin <= 0 or probe_noise < 0 or smooth < 1 or anchor < 0:
+            raise ValueError("DivQAT needs lam >= 0, temperature > 0, margin > 0, probe_noise >= 0, smooth >= 1, anchor >= 0")
         self.lam, self.temperature, self.margin, self.direction = lam, temperature, margin, direction
-        self.inputs, self.mass, self.noise, self.smooth, self.anchor = inputs, mass, noise, smooth, anchor
+        self.inputs, self.mass, self.probe_noise, self.smooth, self.anchor = inputs, mass, probe_noise, smooth, anchor
         self.probe_bn = probe_bn
 
     def probe_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Off-manifold inputs made from the batch: mixups, random fields, or half of each."""
         if self.inputs == "mixup":
-            return mixup_noise(x, self.noise, self.smooth)
+            return mixup_noise(x, self.probe_noise, self.smooth)
         if self.inputs == "fields":
             return random_fields(x)
         half = len(x) // 2
-        return torch.cat([mixup_noise(x[:half], self.noise, self.smooth), random_fields(x[half:])])
+        return torch.cat([mixup_noise(x[:half], self.probe_noise, self.smooth), random_fields(x[half:])])
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, student: nn.Module, teacher: Optional[nn.Module]) -> torch.Tensor:
         if teacher is None:

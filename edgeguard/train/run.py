@@ -1,7 +1,8 @@
 """A training run: fp32 teacher -> QAT student (plain or DivQAT) -> true int8, in a run folder.
 
 The run folder holds `config.json`, `teacher.pt` (fp32), `qat.pt` (the fake-quantized student)
-and `metrics.json`. Everything downstream (export, attacks) rebuilds models from it.
+and `metrics.json` (torch-side numbers). Training stops there: `edgeguard export` alone writes model
+files and measures them (export/pipeline.py); everything downstream rebuilds models from the folder.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from typing import Any
 
 import torch
 
-from edgeguard.data import Dataset, load_dataset
+from edgeguard.data import Dataset, Split, load_dataset
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import atomic_write, atomic_write_json, ensure_dir, read_json
 from edgeguard.models import MODELS, build_model
 from edgeguard.models.blocks import QuantizableNet
-from edgeguard.train.loop import Normaliser, accuracy, fit, seed_everything
-from edgeguard.export.onnx import export_onnx
+from edgeguard.models.pretrained import load_teacher, read_state, released_weights
+from edgeguard.runtime.preprocess import ImageSpec, Normaliser
+from edgeguard.train.loop import accuracy, fit, resolve_device, seed_everything
 from edgeguard.train.losses import DivQATLoss, Loss, cross_entropy
-from edgeguard.train.measure import measure_int8
 from edgeguard.train.quantize import convert_int8, freeze, prepare_qat, qat_qconfig
 
 METHODS = ("qat", "divqat")
@@ -41,10 +42,15 @@ class TrainConfig:
     lr: float = 2e-3
     qat_lr: float = 5e-4
     shift: int = 2  # augmentation: random translation in pixels
-    noise: float = 0.5  # augmentation: pixel noise up to this std (in normalised units)
+    augment_noise: float = 0.5  # augmentation: pixel noise up to this std (in normalised units)
     threads: int = 1  # more only on an otherwise idle machine: oversubscribed threads run 10-20x slower
+    device: str = "auto"  # training only: conversion, export and every check run on the CPU
+    teacher: str = ""  # a state_dict file of fp32 weights for `model`: no teacher training (fine-tuning if the head is replaced)
+    weights: str = ""  # "DEFAULT": torchvision's released weights for `model`, as --teacher
     data_dir: str = "data"
     download: bool = False
+    image_size: int | None = None  # imagefolder: the model's input side (default: data/imagefolder.py's rule)
+    workers: int = 0  # DataLoader processes decoding images ahead of training (0: in this process)
     runs_dir: str = "runs"
     name: str = ""
     method_options: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +73,11 @@ class TrainConfig:
         if self.model not in MODELS:
             raise EdgeguardError(f"unknown model '{self.model}'; choose one of: {', '.join(MODELS)}")
         qat_qconfig(self.backend)  # raises for an unknown backend
+        resolve_device(self.device)  # raises for an unknown device, or cuda without one
+        if self.weights not in ("", "DEFAULT"):
+            raise EdgeguardError(f"--weights takes DEFAULT (torchvision's released weights), got '{self.weights}'; pass a file with --teacher")
+        if self.weights and self.teacher:
+            raise EdgeguardError("pass either --teacher FILE or --weights DEFAULT, not both")
         self.loss()  # raises for bad method options
 
 
@@ -88,7 +99,9 @@ class Run:
         return tuple(self.metrics["input_shape"])
 
     def dataset(self) -> Dataset:
-        return load_dataset(self.config.dataset, self.config.data_dir, self.config.download)
+        """The run's data, decoded exactly as it was for training (the spec its metrics recorded)."""
+        spec = ImageSpec.from_manifest(self.metrics.get("preprocessing", {}), self.input_shape)
+        return load_dataset(self.config.dataset, self.config.data_dir, self.config.download, spec=spec)
 
 
 def _save_model(path: Path, model: torch.nn.Module) -> None:
@@ -104,49 +117,53 @@ def _load_state(path: Path) -> dict:
         raise EdgeguardError(f"checkpoint '{path}' is corrupt or not a state dict ({type(e).__name__}); train the run again") from e
 
 
-def tensors(split) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(split.x), torch.from_numpy(split.y)
-
-
-def train_teacher(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, data: Dataset) -> tuple[QuantizableNet, list[float]]:
-    """The fp32 teacher on normalised inputs; returns it and its seconds per epoch."""
-    seed_everything(cfg.seed)  # the initial weights are part of what a seed fixes
+def train_teacher(cfg: TrainConfig, data: Dataset, norm: Normaliser) -> tuple[QuantizableNet, list[float], str]:
+    """The fp32 teacher on normalised inputs (the deployed contract is what training sees): trained,
+    or given (`cfg.teacher` / `cfg.weights`) and fine-tuned only when its classifier head had to be
+    replaced. Returns it, its seconds per epoch and where it came from, in words."""
+    seed_everything(cfg.seed)  # the initial weights (and a replaced head's) are part of what a seed fixes
     teacher = build_model(cfg.model, data.input_shape, len(data.classes))
-    times = fit(teacher, x, y, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift, noise=cfg.noise, desc="fp32 teacher")
-    return teacher, times
+    source = "trained"
+    if cfg.teacher or cfg.weights:
+        state = read_state(cfg.teacher) if cfg.teacher else released_weights(teacher, cfg.model)
+        source = cfg.teacher or f"torchvision {cfg.weights}"
+        if not load_teacher(teacher, state, source):
+            return teacher, [], source
+        source += f" (classifier head replaced for {len(data.classes)} classes, fine-tuned)"
+    times = fit(
+        teacher, data.train, norm, cross_entropy, cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, shift=cfg.shift,
+        noise=cfg.augment_noise, desc="fp32 teacher", workers=cfg.workers, device=resolve_device(cfg.device),
+    )  # fmt: skip
+    return teacher.cpu(), times, source
 
 
-def train_student(cfg: TrainConfig, teacher: QuantizableNet, x: torch.Tensor, y: torch.Tensor) -> tuple[QuantizableNet, list[float]]:
+def train_student(cfg: TrainConfig, teacher: QuantizableNet, train: Split, norm: Normaliser) -> tuple[QuantizableNet, list[float]]:
     """The fake-quantized student of `teacher`, trained with cfg's method (plain QAT or DivQAT)."""
     qat = prepare_qat(teacher, cfg.backend)
     frozen_from = max(1, cfg.qat_epochs * 3 // 4)
     times = fit(
-        qat, x, y, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
-        teacher=teacher, shift=cfg.shift, noise=cfg.noise, desc=f"{cfg.method}",
-        on_epoch=lambda e: freeze(qat) if e == frozen_from else None,
+        qat, train, norm, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
+        teacher=teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"{cfg.method}",
+        on_epoch=lambda e: freeze(qat) if e == frozen_from else None, workers=cfg.workers, device=resolve_device(cfg.device),
     )  # fmt: skip
-    return qat, times
+    teacher.cpu()
+    return qat.cpu(), times  # int8 conversion and everything after it run on the CPU
 
 
 def train_run(cfg: TrainConfig) -> Run:
-    """Train one run end to end and write its folder (with the int8 ONNX its metrics come from)."""
+    """Train one run end to end and write its folder; its metrics are torch's (export measures the files)."""
     cfg.validate()
     torch.set_num_threads(cfg.threads)
-    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download, image_size=cfg.image_size)
     run_dir = ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
     atomic_write_json(run_dir / "config.json", asdict(cfg))
-    x, y = tensors(data.train)
-    xt, yt = tensors(data.test)
-    # normalisation is part of the deployed contract (manifest), so training sees normalised inputs
     norm = Normaliser(data.mean, data.std)
-    x, xt = norm(x), norm(xt)
 
-    teacher, fp32_times = train_teacher(cfg, x, y, data)
+    teacher, fp32_times, teacher_source = train_teacher(cfg, data, norm)
     _save_model(run_dir / "teacher.pt", teacher)
-    qat, qat_times = train_student(cfg, teacher, x, y)
+    qat, qat_times = train_student(cfg, teacher, data.train, norm)
     _save_model(run_dir / "qat.pt", qat)
     int8 = convert_int8(qat, cfg.backend)
-    onnx_path = export_onnx(int8, data.input_shape, run_dir / "int8.onnx")
 
     metrics = {
         "dataset": cfg.dataset,
@@ -154,17 +171,16 @@ def train_run(cfg: TrainConfig) -> Run:
         "method": cfg.method,
         "seed": cfg.seed,
         "params": sum(p.numel() for p in teacher.parameters()),
+        "teacher_source": teacher_source,
+        "device": str(resolve_device(cfg.device)),
         # what export and attacks need to rebuild the models without reloading the data
         "input_shape": list(data.input_shape),
         "classes": data.classes,
         "mean": data.mean,
         "std": data.std,
-        "accuracy": {
-            "fp32": accuracy(teacher, xt, yt),
-            "fake_quant": accuracy(qat, xt, yt),
-            "int8": accuracy(int8, xt, yt),
-        },
-        "int8": measure_int8(teacher, onnx_path, data, norm),
+        "preprocessing": data.preprocessing,  # export copies it into the manifest
+        **({"data": data.notes} if data.notes else {}),  # imagefolder: which rule chose the image size, files skipped
+        "accuracy": {name: accuracy(model, data.test, norm, cfg.workers) for name, model in (("fp32", teacher), ("fake_quant", qat), ("int8", int8))},
         "seconds_per_epoch": {"fp32": median(fp32_times), cfg.method: median(qat_times)},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -1,7 +1,6 @@
 """The attack tests rob real servers: the serve tests' fixtures (a default export, keys, servers)."""
 
 import pytest
-
 from serve.conftest import export, keys, serve, server_process  # noqa: F401  (fixtures, by name)
 
 

@@ -6,11 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeguard.bench.defenses import synthetic_export
 from edgeguard.defenses import AdaptiveMisinformation
 from edgeguard.errors import EdgeguardError
 from edgeguard.runtime import DeployedModel, softmax
-
-from .helpers import bench_module
 
 Y_MIS = np.array([0.1, 0.1, 0.8])
 
@@ -64,7 +63,7 @@ def test_rejects_bad_parameters(params: dict) -> None:
 
 def test_loads_an_export_folder_or_an_onnx_file(tmp_path: Path) -> None:
     pytest.importorskip("onnx")
-    folder = bench_module().synthetic_export(tmp_path / "mis", classes=4)
+    folder = synthetic_export(tmp_path / "mis", classes=4)
     x = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
     unsure = np.full((3, 4), 0.25)  # max p far below tau: the answer is the misinformation's
 

@@ -1,9 +1,10 @@
-"""Real servers on loopback for the serve tests: uvicorn in a thread, or `edgeguard serve` in a process."""
+"""Real servers on loopback for the serve tests: uvicorn in a thread, `edgeguard serve` in a process, redis-server."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 
+from edgeguard.bench.loopback import RedisServer
+from edgeguard.manifest import Manifest
 from edgeguard.serve import KeyStore, ServeConfig, Service, create_app
 
 HOST = "127.0.0.1"
@@ -26,6 +30,14 @@ STACK = "reverse_sigmoid(beta=0.7, gamma=0.4) | noise(scale=0.05, key=test-secre
 @pytest.fixture(scope="session")
 def export(default_export) -> Path:
     return Path(default_export[0])
+
+
+@pytest.fixture(scope="session")
+def natural(export: Path) -> np.ndarray:
+    """A Knockoff thief's queries: natural photo patches."""
+    from edgeguard.data.natural import natural_patches
+
+    return natural_patches(500, tuple(Manifest.load(export).input_shape), seed=7)
 
 
 def free_port() -> int:
@@ -90,7 +102,7 @@ def serve(export: Path, keys: Keys) -> Iterator[Any]:
 class ServerProcess:
     """`edgeguard serve` as a subprocess (the real CLI), on a free port."""
 
-    def __init__(self, export: Path, keys: Path, *options: str):
+    def __init__(self, export: Path, keys: str | Path, *options: str):
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         command = "from edgeguard.cli import main; main()"
@@ -124,10 +136,23 @@ class ServerProcess:
 def server_process(export: Path) -> Iterator[Any]:
     started: list[ServerProcess] = []
 
-    def start(keys: Path, *options: str) -> ServerProcess:
+    def start(keys: str | Path, *options: str) -> ServerProcess:
         started.append(ServerProcess(export, keys, *options))
         return started[-1]
 
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def needs_redis() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server); the Redis key store is tested against a real one")
+
+
+@pytest.fixture
+def redis_server(needs_redis: None, tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own (a free loopback port, its files in tmp_path): never a mock."""
+    with RedisServer(tmp_path / "redis") as server:
+        yield server

@@ -30,3 +30,15 @@ def test_load_test_checks_every_answer_and_writes_json(export: Path, tmp_path: P
     for b in over["batches"].values():
         assert b["ratio"] == round(b["stack_us"] / b["served_p50_us_no_defense"], 4) and b["requests_each"] >= 10
     assert over["within_bar"] == all(b["ratio"] <= 0.05 for b in over["batches"].values())
+
+
+def test_image_load_test_checks_every_answer_and_times_decode_apart(export: Path, tmp_path: Path):
+    out = tmp_path / "serve-images.json"
+    args = ["--export", str(export), "--requests", "200", "--clients", "4", "--latency-requests", "20", "--reps", "10", "--out", str(out)]
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load_test_images.py"), *args], capture_output=True, text=True, timeout=180, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    sizes = json.loads(out.read_text())["sizes"]
+    assert [s["image"] for s in sizes] == ["28x28 RGB JPEG, quality 90", "224x224 RGB JPEG, quality 90"] and "synthetic" in sizes[1]["model"]
+    for s in sizes:
+        assert s["answers_differing_from_local_or_not_200"] == 0 and s["load"]["requests"] == 200
+        assert s["in_process_p50_us"]["decode"] > 0 and s["in_process_p50_us"]["inference"] > 0

@@ -36,14 +36,6 @@ def local(export: Path) -> DeployedModel:
 
 
 @pytest.fixture(scope="module")
-def natural(local: DeployedModel) -> np.ndarray:
-    """A Knockoff thief's queries: natural photo patches."""
-    from edgeguard.data.natural import natural_patches
-
-    return natural_patches(500, local.input_shape, seed=7)
-
-
-@pytest.fixture(scope="module")
 def digits() -> np.ndarray:
     """An honest user's queries: the test split."""
     from edgeguard.data import load_dataset
@@ -300,3 +292,18 @@ def test_a_schema_1_keys_file_is_upgraded_in_place(tmp_path: Path):
     store.flag("alice", "ood at query 1: test")
     assert KeyStore(path).record_named("alice").flag_reason == "ood at query 1: test"
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_prada_compares_area_averaged_copies_of_large_inputs():
+    """At most 32x32 per channel: exact block means where the side divides (224 -> 7x7 blocks, 64 -> 2x2),
+    area weights where it does not, and inputs already that small (digits' 28x28) as they are."""
+    from edgeguard.monitor.prada import Downsample
+
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 3, 224, 224), dtype=np.float32)
+    down = Downsample((3, 224, 224))
+    assert down.dim == 3 * 32 * 32
+    np.testing.assert_allclose(down(x).reshape(2, 3, 32, 32), x.reshape(2, 3, 32, 7, 32, 7).mean(axis=(3, 5)), atol=1e-6)
+    np.testing.assert_allclose(Downsample((1, 64, 48))(np.full((1, 1, 64, 48), 0.25, np.float32)), 0.25, atol=1e-6)  # 48 -> 32: fractional weights
+    small = rng.random((4, 1, 28, 28), dtype=np.float32)
+    assert np.array_equal(Downsample((1, 28, 28))(small), small.reshape(4, 784))

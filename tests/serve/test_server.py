@@ -186,7 +186,8 @@ def test_rate_limit_answers_429_with_retry_after_and_charges_nothing(serve, keys
     x = images(local, 1)
     assert [predict(url, key, x).status_code for _ in range(2)] == [200, 200]
     r = predict(url, key, x)
-    assert r.status_code == 429 and r.headers["retry-after"] == "2" and "0.5 items per second" in r.json()["error"]
+    # 2 s for the missing token; less when the machine was slow enough for part of it to refill
+    assert r.status_code == 429 and r.headers["retry-after"] in ("1", "2") and "0.5 items per second" in r.json()["error"]
     assert keys.used("alice") == 2
 
     key = keys.add("bob", budget=1, rate=0.5, burst=2)

@@ -2,7 +2,7 @@
 
 The reference a user would otherwise deploy: the run's fp32 teacher and its eager-converted int8
 model, called as a torch deployment would (normalise, forward under inference_mode, to numpy).
-Training side only: `edgeguard.bench` imports this module when torch is installed and asked for.
+Training side only: `edgeguard.bench.models` imports this module when torch is installed and asked for.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from edgeguard.bench import Contender, Logits, machine
+from edgeguard.bench.timing import machine
 from edgeguard.errors import EdgeguardError
 from edgeguard.manifest import Manifest
-from edgeguard.train.loop import Normaliser, fit
+from edgeguard.runtime.preprocess import Normaliser
+from edgeguard.train.loop import fit
 from edgeguard.train.losses import DivQATLoss, Loss, cross_entropy
 from edgeguard.train.quantize import prepare_qat
-from edgeguard.train.run import load_run, tensors
+from edgeguard.train.run import load_run
 
 
 def run_dir(manifest: Manifest) -> Path:
@@ -35,10 +36,13 @@ def run_dir(manifest: Manifest) -> Path:
     return Path(path)
 
 
+Logits = Callable[[np.ndarray], np.ndarray]  # images (n, C, H, W) in [0, 1] -> logits
+
+
 def torch_loader(manifest: Manifest, precision: str) -> Callable[[int], Logits]:
     """threads -> logits function of the run's fp32 teacher or converted int8 model (sets torch's threads)."""
     folder = run_dir(manifest)
-    mean, std = np.asarray(manifest.mean, np.float32).reshape(1, -1, 1, 1), np.asarray(manifest.std, np.float32).reshape(1, -1, 1, 1)
+    norm = Normaliser(manifest.mean, manifest.std)
 
     def load(threads: int) -> Logits:
         torch.set_num_threads(threads)
@@ -47,7 +51,7 @@ def torch_loader(manifest: Manifest, precision: str) -> Callable[[int], Logits]:
 
         def logits(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                return module(torch.from_numpy(((x - mean) / std).astype(np.float32, copy=False))).numpy()
+                return module(torch.from_numpy(norm(x))).numpy()
 
         return logits
 
@@ -61,12 +65,13 @@ def state_dict_bytes(module: torch.nn.Module) -> int:
     return buffer.tell()
 
 
-def torch_contenders(manifest: Manifest) -> list[Contender]:
+def torch_contenders(manifest: Manifest) -> list[tuple[str, str, int, Callable[[int], Logits]]]:
+    """(precision, file, size in bytes, loader) of the run's fp32 teacher and its converted int8 model."""
     folder = run_dir(manifest)
     run = load_run(folder)
     return [
-        Contender("torch", "fp32", f"{folder.name}/teacher.pt", (folder / "teacher.pt").stat().st_size, torch_loader(manifest, "fp32")),
-        Contender("torch", "int8", f"{folder.name}/qat.pt, converted", state_dict_bytes(run.int8()), torch_loader(manifest, "int8")),
+        ("fp32", f"{folder.name}/teacher.pt", (folder / "teacher.pt").stat().st_size, torch_loader(manifest, "fp32")),
+        ("int8", f"{folder.name}/qat.pt, converted", state_dict_bytes(run.int8()), torch_loader(manifest, "int8")),
     ]
 
 
@@ -80,12 +85,10 @@ def training_cost(run: str | Path, epochs: int = 2, rounds: int = 2) -> dict[str
     r = load_run(run)
     data = r.dataset()
     norm = Normaliser(data.mean, data.std)
-    x, y = tensors(data.train)
-    x = norm(x)
     cfg = r.config
 
     def train(name: str, model: torch.nn.Module, loss: Loss, lr: float, teacher: torch.nn.Module | None) -> list[float]:
-        return fit(model, x, y, loss, epochs, lr, cfg.batch_size, cfg.seed, teacher=teacher, shift=cfg.shift, noise=cfg.noise, desc=f"cost {name}")
+        return fit(model, data.train, norm, loss, epochs, lr, cfg.batch_size, cfg.seed, teacher=teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"cost {name}")
 
     methods = {  # each starts from the run's teacher, as `edgeguard train` does
         "fp32": lambda: train("fp32", copy.deepcopy(r.teacher), cross_entropy, cfg.lr, None),
@@ -98,33 +101,8 @@ def training_cost(run: str | Path, epochs: int = 2, rounds: int = 2) -> dict[str
             seconds[name] += method()
     median = {name: round(statistics.median(s), 4) for name, s in seconds.items()}
     return {
-        "run": str(run), "train_items": len(x), "batch_size": cfg.batch_size, "epochs_timed_per_method": epochs * rounds, "threads": 1,
+        "run": str(run), "train_items": len(data.train), "batch_size": cfg.batch_size, "epochs_timed_per_method": epochs * rounds, "threads": 1,
         "seconds_per_epoch_median": median,
         "ratios": {"divqat/qat": round(median["divqat"] / median["qat"], 3), "qat/fp32": round(median["qat"] / median["fp32"], 3)},
         "machine": machine(),
     }  # fmt: skip
-
-
-def ensure_export(runs_dir: str | Path, out: str | Path, backend: str = "x86") -> Path:
-    """The default run (digits, small-cnn, QAT, seed 0) exported in every format, trained if missing.
-
-    What `edgeguard quickstart` makes, so that a benchmark can start from a fresh checkout; a
-    format whose exporter cannot run here (e.g. TFLite without its converter) is left out, said once.
-    """
-    from edgeguard.export.pipeline import FORMATS, export_run
-    from edgeguard.train.run import TrainConfig, train_run
-
-    cfg = TrainConfig(runs_dir=str(runs_dir), backend=backend)
-    folder = Path(out) / cfg.run_name
-    if (folder / "manifest.json").is_file():
-        return folder
-    run = Path(runs_dir) / cfg.run_name
-    if not (run / "metrics.json").is_file():
-        train_run(cfg)
-    for name, fmt in FORMATS.items():
-        for precision in fmt.precisions:
-            try:
-                export_run(run, out, int8=precision == "int8", formats=(name,))
-            except (EdgeguardError, ImportError) as e:
-                print(f"not exported: {name} {precision}: {e}")
-    return folder

@@ -1,7 +1,8 @@
 """Fit the serving monitor's thresholds on honest data, at export time, for one exported model file.
 
-Honest data is what the victim was not trained on: the dataset's test and pool splits, clean and
-under each benign shift (`data.shifts`). Two thresholds, each from its own false-flag argument:
+Honest data is what the victim was not trained on: the dataset's test and pool splits (a seeded
+sample of HONEST_PER_SPLIT images of each, all of a smaller split), clean and under each benign
+shift (`data.shifts`). Two thresholds, each from its own false-flag argument:
 - OOD share: a query scores out of distribution above the OOD_QUANTILE quantile of honest energies.
   Under the honest condition with the most such queries (a camera that always translates, say),
   the count in a window of OOD_WINDOW queries is binomial with that rate; `ood_count` is the
@@ -27,7 +28,7 @@ import numpy as np
 from edgeguard.data import Dataset
 from edgeguard.data.shifts import SHIFTS, random_shifts, shifted
 from edgeguard.monitor import MonitorConfig, energy
-from edgeguard.monitor.prada import Prada
+from edgeguard.monitor.prada import PRADA_SIDE, Downsample, Prada
 from edgeguard.runtime import DeployedModel
 
 OOD_QUANTILE = 0.98
@@ -40,6 +41,7 @@ PRADA_MARGIN = 0.03
 PRADA_WINDOW = 2000
 PRADA_MIN_DISTANCES = 300  # honest W at 200 distances dipped to JBDA's level; at 300 a gap of ~0.1 was left
 PRADA_PER_CLASS = 64
+HONEST_PER_SPLIT = 1000  # bounds calibration's memory on large image folders; digits' splits are smaller
 WILSON_Z = 2.0
 
 
@@ -62,9 +64,10 @@ def ood_count(rate: float, window: int, queries: int, false_flag_rate: float) ->
 
 def lowest_w(model: DeployedModel, x: np.ndarray) -> float:
     """The lowest W PRADA computes on one stream (1.0 if the stream is too short to compute any)."""
-    prada = Prada(model.num_classes, math.prod(model.input_shape), PRADA_PER_CLASS, PRADA_WINDOW, PRADA_MIN_DISTANCES)
+    downsample = Downsample(model.input_shape, PRADA_SIDE)
+    prada = Prada(model.num_classes, downsample.dim, PRADA_PER_CLASS, PRADA_WINDOW, PRADA_MIN_DISTANCES)
     labels = model.logits(x).argmax(axis=1).tolist()
-    ws = [prada.observe(row, c) for row, c in zip(x.reshape(len(x), -1), labels)]
+    ws = [prada.observe(row, c) for row, c in zip(downsample(x), labels)]
     return min((w for w in ws if w is not None), default=1.0)
 
 
@@ -82,7 +85,7 @@ def honest_streams(honest: np.ndarray, seed: int) -> Iterator[tuple[str, np.ndar
 
 def calibrate_monitor(model: DeployedModel, data: Dataset, seed: int = 0) -> dict[str, Any]:
     """The monitor thresholds for `model` (the exported file, as served), as stored in its manifest entry."""
-    honest = np.concatenate([data.test.x, data.pool.x])
+    honest = np.concatenate([data.test.sample(HONEST_PER_SPLIT).x, data.pool.sample(HONEST_PER_SPLIT).x])
     shifts = shifted(honest, seed)
     conditions = {"clean": honest, **shifts}
     scores = {name: energy(model.logits(x)) for name, x in conditions.items()}
@@ -99,6 +102,7 @@ def calibrate_monitor(model: DeployedModel, data: Dataset, seed: int = 0) -> dic
         prada_min_distances=PRADA_MIN_DISTANCES,
         prada_window=PRADA_WINDOW,
         prada_per_class=PRADA_PER_CLASS,
+        prada_side=PRADA_SIDE,
         calibration={
             "data": f"{data.name} test + pool ({len(honest)} images), clean and {', '.join(shifts)}",
             "seed": seed,

@@ -8,7 +8,7 @@ inference add to a process that already has the runtime. `peak_rss_mb` is the wh
 number a small board's RAM must hold. A fresh process keeps one model's allocations from counting
 against another's.
 
-    python -m edgeguard.bench_memory EXPORT FORMAT PRECISION [BATCH CALLS]   # prints one JSON line
+    python -m edgeguard.bench.memory EXPORT FORMAT PRECISION [BATCH CALLS]   # prints one JSON line
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgeguard.errors import EdgeguardError
-
-# imported before the baseline, so that the library's own footprint is not counted as the model's;
-# for TFLite the first package that imports (the one its backend prefers) is taken
-LIBRARIES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"), "torch": ("torch",)}
+from edgeguard.formats import FORMATS
 
 
 def status_kb(field: str) -> int:
@@ -42,21 +39,23 @@ def measure(folder: str, format: str, precision: str, batch: int, calls: int) ->
     """In this process, which must be fresh: see the module docstring."""
     from edgeguard.manifest import Manifest
 
-    for name in LIBRARIES.get(format, ()):
+    # imported before the baseline, so that the library's own footprint is not counted as the model's;
+    # the first of a format's runtime modules that imports (the one its backend prefers) is taken
+    for name in FORMATS[format].runtime_modules if format in FORMATS else ("torch",):
         try:
             importlib.import_module(name)
             break
         except ImportError:
             continue
     manifest = Manifest.load(folder)
-    if format == "torch":
-        from edgeguard.bench_torch import torch_loader
+    if format in FORMATS:
+        from edgeguard.runtime import DeployedModel
+
+        load = lambda threads: DeployedModel.load(folder, precision, format, threads=threads).logits  # noqa: E731
+    else:  # torch's own modules
+        from edgeguard.bench.torch_side import torch_loader
 
         load = torch_loader(manifest, precision)
-    else:
-        from edgeguard.bench import deployed_loader
-
-        load = deployed_loader(folder, manifest.entry(precision, format))
     x = np.random.default_rng(0).random((batch, *manifest.input_shape), dtype=np.float32)
     after_import = status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # peak := current, so only what follows counts
@@ -72,7 +71,7 @@ def measure(folder: str, format: str, precision: str, batch: int, calls: int) ->
 
 def peak_memory(folder: str | Path, format: str, precision: str, batch: int = 64, calls: int = 20) -> dict[str, Any]:
     """`measure` in a fresh interpreter; a failure there comes back as an EdgeguardError."""
-    args = [sys.executable, "-m", "edgeguard.bench_memory", str(folder), format, precision, str(batch), str(calls)]
+    args = [sys.executable, "-m", "edgeguard.bench.memory", str(folder), format, precision, str(batch), str(calls)]
     done = subprocess.run(args, check=False, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode != 0:
         raise EdgeguardError(f"memory measurement of {format} {precision} failed: {done.stderr.strip().splitlines()[-1:]}")

@@ -20,30 +20,17 @@ import numpy as np
 from edgeguard.errors import EdgeguardError
 from edgeguard.manifest import Manifest
 from edgeguard.runtime import DeployedModel
+from edgeguard.runtime.parity import TEST_SAMPLE, compare, parity_inputs
 
 REFERENCE = "parity-reference.npz"  # written into the export folder, so it travels with it
 SPLITS = ("test", "ood")
 
 
-def compare(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
-    """Argmax agreement, max |difference| and bit-identity of two (n, classes) logit arrays."""
-    if reference.shape != logits.shape:
-        raise EdgeguardError(f"cannot compare logits of shape {logits.shape} with a reference of shape {reference.shape}")
-    return {
-        "n": len(reference),
-        "argmax_agreement": round(float(np.mean(reference.argmax(1) == logits.argmax(1))), 6),
-        "max_abs_diff": float(np.max(np.abs(reference.astype(np.float64) - logits), initial=0.0)),
-        "identical": bool(np.array_equal(reference, logits)),
-    }
+def reference_inputs(manifest: Manifest) -> dict[str, np.ndarray]:
+    """The parity inputs of the export's dataset (runtime.parity: the same as export's own checks)."""
+    from edgeguard.data import victim_data
 
-
-def reference_inputs(manifest: Manifest, n_ood: int = 500) -> dict[str, np.ndarray]:
-    """The test split of the export's dataset and natural patches (the export's verification seed)."""
-    from edgeguard.data import load_dataset
-    from edgeguard.data.natural import natural_patches
-
-    shape = tuple(manifest.input_shape)
-    return {"test": load_dataset(manifest.dataset).test.x, "ood": natural_patches(n_ood, shape, seed=1234)}  # type: ignore[arg-type]
+    return parity_inputs(victim_data(manifest).test.sample(TEST_SAMPLE).x, tuple(manifest.input_shape))
 
 
 def runnable(folder: str | Path) -> tuple[dict[str, DeployedModel], dict[str, str]]:
@@ -57,10 +44,9 @@ def runnable(folder: str | Path) -> tuple[dict[str, DeployedModel], dict[str, st
     return models, skipped
 
 
-def write_reference(folder: str | Path, out: str | Path | None = None, n_ood: int = 500) -> Path:
+def write_reference(folder: str | Path, out: str | Path | None = None) -> Path:
     """Inputs and each runnable file's logits on them, as computed on this machine."""
-    manifest = Manifest.load(folder)
-    inputs = reference_inputs(manifest, n_ood)
+    inputs = reference_inputs(Manifest.load(folder))
     models, _ = runnable(folder)
     arrays = {f"inputs/{s}": x for s, x in inputs.items()}
     arrays |= {f"logits/{s}/{file}": m.logits(x) for file, m in models.items() for s, x in inputs.items()}

@@ -1,8 +1,8 @@
 """Counters for `GET /metrics`, rendered by hand in Prometheus' text format (version 0.0.4).
 
 By hand because the whole of it is a few dicts: requests by route and status, a latency histogram
-per route, rejections by reason, items answered. Per-key usage is read from the keys database at
-scrape time, so it is exact, survives restarts and includes other servers sharing the file.
+per route, rejections by reason, items answered. Per-key usage is read from the key store at
+scrape time, so it is exact, survives restarts and includes other servers sharing the store.
 Process-local counters start at zero with the process, as Prometheus counters may.
 """
 
@@ -57,7 +57,7 @@ class Metrics:
             out.append(f"edgeguard_request_duration_seconds_count{_labels(route=route)} {total}")
         family(
             "edgeguard_rejected_total", "counter",
-            "Requests refused before inference, by reason (invalid, too_large, not_found, unauthorized, forbidden, rate_limited).",
+            "Requests refused before inference, by reason (invalid, too_large, not_found, unauthorized, forbidden, rate_limited, unavailable).",
             ((_labels(reason=r), v) for r, v in sorted(self.rejected.items())),
         )
         family("edgeguard_items_answered_total", "counter", "Inputs answered (a batch counts each item).", [("", self.items)])

@@ -4,39 +4,41 @@ Every model of the folder (int8 and fp32; ONNX, and TFLite where its backend is 
 in the same run, and torch's own fp32 and int8 modules beside them when torch and the export's run
 folder are there. Contenders are timed in turn, a slice each, so that whatever else the machine does
 slows them alike: the headline numbers are ratios measured side by side (int8 / fp32, TFLite / ORT,
-torch / ORT), not absolute times from different moments of a busy machine. `machine()` records what
-the run ran on. This module is device-side (numpy + the runtime): torch is imported only by
-`edgeguard.bench_torch`, and only when asked for.
+torch / ORT), not absolute times from different moments of a busy machine. `timing.machine()` records
+what the run ran on. This module is device-side (numpy + the runtime): torch is imported only by
+`edgeguard.bench.torch_side`, and only when asked for.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
-import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edgeguard.bench.timing import interleaved, machine, percentiles_ms, time_calls
 from edgeguard.errors import EdgeguardError
+from edgeguard.formats import FORMATS
 from edgeguard.manifest import Manifest, ModelEntry
 from edgeguard.runtime import DeployedModel
 
 Logits = Callable[[np.ndarray], np.ndarray]  # images (n, C, H, W) in [0, 1] -> logits
-RUNTIME = {"onnx": "ORT", "tflite": "TFLite", "torch": "torch"}  # short names used in ratios
-SLICES = 10  # each contender's calls are split into this many slices, interleaved with the others'
-OPTIONAL = ("torch", "ai-edge-litert", "tflite-runtime")  # versions recorded when installed
+TORCH = "torch"  # the contenders that are torch modules, not model files (their runtime's short name too)
+
+
+def runtime_name(format: str) -> str:
+    """The short name ratios use: the format table's for a model file, "torch" for torch's modules."""
+    return FORMATS[format].runtime if format in FORMATS else format
 
 
 @dataclass(frozen=True)
 class Contender:
     """One model on one runtime: `load(threads)` returns its logits function (loading is timed)."""
 
-    format: str  # "onnx" | "tflite" | "torch"
+    format: str  # a format of edgeguard.formats, or TORCH
     precision: str
     file: str
     size_bytes: int
@@ -44,55 +46,7 @@ class Contender:
 
     @property
     def name(self) -> str:
-        return f"{RUNTIME.get(self.format, self.format)} {self.precision}"
-
-
-def machine() -> dict[str, Any]:
-    import onnxruntime
-
-    cpu, features = platform.processor(), None
-    try:  # platform.processor() is often empty on Linux; cpuinfo names the CPU and its instruction sets
-        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
-        info = {k.strip(): v.strip() for k, v in info.items()}
-        cpu = info.get("model name", cpu)
-        features = info.get("flags", info.get("Features"))  # x86 / aarch64: says whether int8 dot products (VNNI, asimddp) exist
-    except OSError:
-        pass
-    versions = {}
-    for name in OPTIONAL:  # metadata only: importing torch here would defeat the device side
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": cpu,
-        "cpu_features": features,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        **versions,
-        # other work on the machine inflates and spreads the timings: record how busy it was
-        "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-    }
-
-
-def percentiles_ms(samples_ns: list[int]) -> dict[str, float]:
-    q = np.percentile(np.asarray(samples_ns, np.float64) / 1e6, [50, 90, 99])
-    return {"p50_ms": round(float(q[0]), 4), "p90_ms": round(float(q[1]), 4), "p99_ms": round(float(q[2]), 4)}
-
-
-def time_calls(fn, runs: int, warmup: int) -> list[int]:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - start)
-    return samples
+        return f"{runtime_name(self.format)} {self.precision}"
 
 
 def deployed_loader(folder: str | Path, entry: ModelEntry) -> Callable[[int], Logits]:
@@ -109,14 +63,14 @@ def contenders(folder: str | Path, torch: bool | None = None) -> tuple[list[Cont
     out = [Contender(e.format, e.precision, e.file, e.size_bytes, deployed_loader(folder, e)) for e in manifest.models]
     if torch is False or (torch is None and importlib.util.find_spec("torch") is None):
         return out, []
-    from edgeguard.bench_torch import torch_contenders  # torch side: imported only here
+    from edgeguard.bench.torch_side import torch_contenders  # torch side: imported only here
 
     try:
-        return out + torch_contenders(manifest), []
+        return out + [Contender(TORCH, *row) for row in torch_contenders(manifest)], []
     except EdgeguardError as e:
         if torch:
             raise
-        return out, [{"file": "torch reference", "format": "torch", "precision": "fp32, int8", "reason": str(e)}]
+        return out, [{"file": "torch reference", "format": TORCH, "precision": "fp32, int8", "reason": str(e)}]
 
 
 def bench_export(
@@ -149,26 +103,17 @@ def bench_export(
             for c in ready:
                 p = percentiles_ms(samples[c.name])
                 rows.append({
-                    "runtime": RUNTIME.get(c.format, c.format), "format": c.format, "precision": c.precision, "file": c.file,
+                    "runtime": runtime_name(c.format), "format": c.format, "precision": c.precision, "file": c.file,
                     "size_bytes": c.size_bytes, "threads": n, "batch": batch, **p,
                     "items_per_s": round(batch / (p["p50_ms"] / 1e3), 1),
                     "startup_ms_median": round(float(np.median(startup[c.name])) / 1e6, 2),
                 })  # fmt: skip
     result = {"export": manifest.name, "machine": machine(), "rows": rows, "ratios": ratios(rows), "skipped": skipped}
     if memory:
-        from edgeguard.bench_memory import peak_memory
+        from edgeguard.bench.memory import peak_memory
 
         result["memory"] = [peak_memory(folder, c.format, c.precision) for c in ready]
     return result
-
-
-def interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int) -> dict[str, list[int]]:
-    """`runs` timed calls of each function, in SLICES rounds that take turns between them."""
-    samples: dict[str, list[int]] = {name: [] for name in fns}
-    for i in range(SLICES):
-        for name, fn in fns.items():
-            samples[name] += time_calls(fn, runs // SLICES + (i < runs % SLICES), warmup if i == 0 else 0)
-    return samples
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -214,7 +159,7 @@ def markdown(result: dict[str, Any]) -> str:
     if result.get("memory"):
         lines += ["", "| runtime | precision | peak RSS MB | after import MB | model + inference MB |", "|---|---|---|---|---|"]
         for r in result["memory"]:
-            lines.append(f"| {RUNTIME.get(r['format'], r['format'])} | {r['precision']} | {r['peak_rss_mb']:.1f} | {r['import_rss_mb']:.1f} | {r['model_mb']:.1f} |")
+            lines.append(f"| {runtime_name(r['format'])} | {r['precision']} | {r['peak_rss_mb']:.1f} | {r['import_rss_mb']:.1f} | {r['model_mb']:.1f} |")
     lines += [f"\nskipped {s['file']} ({s['format']} {s['precision']}): {s['reason']}" for s in result["skipped"]]
     return "\n".join(lines) + "\n"
 
@@ -226,7 +171,7 @@ def save(result: dict[str, Any], out: str | Path) -> list[Path]:
     out = Path(out)
     written = [atomic_write_json(out, result), atomic_write_bytes(out.with_suffix(".md"), markdown(result).encode())]
     if importlib.util.find_spec("matplotlib") is not None:
-        from edgeguard.bench_plot import plot_latency
+        from edgeguard.bench.plot import plot_latency
 
         written.append(plot_latency(result, out.with_suffix(".png")))
     return written

@@ -1,0 +1,82 @@
+"""Timing at the bottom of edgeguard.bench: calls timed in turn, medians and percentiles, what ran them.
+
+Everything above it (model benchmarks, memory, parity, the serving load test, export's latency
+check) times with these functions, so that every figure edgeguard reports is measured one way.
+numpy and the standard library only.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+SLICES = 10  # each contender's calls are split into this many slices, interleaved with the others'
+OPTIONAL = ("torch", "ai-edge-litert", "tflite-runtime")  # versions recorded when installed
+
+
+def machine() -> dict[str, Any]:
+    import onnxruntime
+
+    cpu, features = platform.processor(), None
+    try:  # platform.processor() is often empty on Linux; cpuinfo names the CPU and its instruction sets
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        cpu = info.get("model name", cpu)
+        features = info.get("flags", info.get("Features"))  # x86 / aarch64: says whether int8 dot products (VNNI, asimddp) exist
+    except OSError:
+        pass
+    versions = {}
+    for name in OPTIONAL:  # metadata only: importing torch here would defeat the device side
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": cpu,
+        "cpu_features": features,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        **versions,
+        # other work on the machine inflates and spreads the timings: record how busy it was
+        "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def percentiles_ms(samples_ns: list[int]) -> dict[str, float]:
+    q = np.percentile(np.asarray(samples_ns, np.float64) / 1e6, [50, 90, 99])
+    return {"p50_ms": round(float(q[0]), 4), "p90_ms": round(float(q[1]), 4), "p99_ms": round(float(q[2]), 4)}
+
+
+def time_calls(fn, runs: int, warmup: int) -> list[int]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - start)
+    return samples
+
+
+def median_us(fn: Callable[[], Any], reps: int, warmup: int) -> float:
+    return statistics.median(time_calls(fn, reps, warmup)) / 1e3
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], runs: int, warmup: int) -> dict[str, list[int]]:
+    """`runs` timed calls of each function, in SLICES rounds that take turns between them."""
+    samples: dict[str, list[int]] = {name: [] for name in fns}
+    for i in range(SLICES):
+        for name, fn in fns.items():
+            samples[name] += time_calls(fn, runs // SLICES + (i < runs % SLICES), warmup if i == 0 else 0)
+    return samples

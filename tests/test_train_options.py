@@ -1,0 +1,51 @@
+"""Training from a given teacher (--teacher, --weights) and on a chosen device (--device)."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edgeguard.errors import EdgeguardError  # noqa: E402
+from edgeguard.models import build_model  # noqa: E402
+from edgeguard.train import loop  # noqa: E402
+from edgeguard.train.run import TrainConfig, train_run  # noqa: E402
+
+
+def test_a_given_teacher_with_another_head_is_fine_tuned_then_quantized(tmp_path, torch_threads):
+    """A 1000-class state_dict -> the 10-class digits run: the body is the file's, the head is new and trained."""
+    torch.manual_seed(1)
+    source = build_model("small-cnn", (1, 28, 28), 1000).state_dict()
+    torch.save(source, tmp_path / "teacher.pt")
+    run = train_run(TrainConfig(runs_dir=str(tmp_path), teacher=str(tmp_path / "teacher.pt"), epochs=1, qat_epochs=1, device="cpu"))
+    assert run.metrics["teacher_source"].endswith("(classifier head replaced for 10 classes, fine-tuned)")
+    assert run.metrics["device"] == "cpu" and run.metrics["accuracy"]["int8"] > 0.5
+    assert run.teacher.fc2.weight.shape == (10, 128)
+    assert not torch.equal(run.teacher.features[0][0].weight, source["features.0.0.weight"])  # fine-tuned, from the file's start
+
+
+def test_a_teacher_that_fits_skips_teacher_training(tmp_path, torch_threads):
+    torch.manual_seed(2)
+    given = build_model("small-cnn", (1, 28, 28), 10).state_dict()
+    torch.save(given, tmp_path / "teacher.pt")
+    run = train_run(TrainConfig(runs_dir=str(tmp_path), teacher=str(tmp_path / "teacher.pt"), epochs=5, qat_epochs=1))
+    assert run.metrics["teacher_source"] == str(tmp_path / "teacher.pt")
+    assert all(torch.equal(v, given[k]) for k, v in run.teacher.state_dict().items())
+    assert run.metrics["seconds_per_epoch"]["fp32"] == 0.0
+
+
+def test_devices(monkeypatch):
+    assert loop.resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert loop.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(EdgeguardError, match="--device cuda: torch sees no CUDA GPU here"):
+        TrainConfig(device="cuda").validate()
+    with pytest.raises(EdgeguardError, match="unknown device 'tpu'"):
+        loop.resolve_device("tpu")
+
+
+def test_bad_weight_options_are_sentences():
+    with pytest.raises(EdgeguardError, match="--weights takes DEFAULT"):
+        TrainConfig(weights="IMAGENET").validate()
+    with pytest.raises(EdgeguardError, match="either --teacher FILE or --weights DEFAULT"):
+        TrainConfig(teacher="t.pt", weights="DEFAULT").validate()
+    with pytest.raises(EdgeguardError, match="own models have no released weights"):
+        build_model("small-cnn", (1, 28, 28), 10).released_weights()
