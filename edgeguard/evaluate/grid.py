@@ -167,13 +167,14 @@ def rob_job(job: Job, data: Dataset | None = None) -> list[dict[str, Any]]:
 
     torch.set_num_threads(job.threads)
     model = DeployedModel.load(job.export)
-    return rob(ServedVictim(model, job.cells[0].defense), job_data(job) if data is None else data, job.cells, steps=job.steps, thief_model=job.thief_model)
+    data = job_data(job, model) if data is None else data
+    return rob(ServedVictim(model, job.cells[0].defense), data, job.cells, steps=job.steps, thief_model=job.thief_model)
 
 
-def job_data(job: Job) -> Dataset:
-    """What a job robs with: its victim's data (named and decoded by the export's manifest) and the thieves' transfer set."""
-    m = Manifest.load(job.export)
-    return _dataset(m.dataset, m.extra.get("data_dir", "data"), ImageSpec.from_manifest(m.preprocessing, m.input_shape), job.transfer_dir, job.transfer_dataset)
+def job_data(job: Job, model: DeployedModel) -> Dataset:
+    """The data a job is robbed on: its victim's dataset (as its manifest names it) and the thief's own images."""
+    m = model.manifest
+    return _dataset(m.dataset, m.extra.get("data_dir", "data"), model.image_spec, job.transfer_dir, job.transfer_dataset)
 
 
 @lru_cache(maxsize=1)
