@@ -8,8 +8,10 @@ the driver only. Nothing assumes a filesystem shared with the workers; each thin
   so every node robs with the driver's code; a node needs only the dependencies.
 - a victim's export folder: its files' bytes, put once into the object store; a task writes them
   to a temporary folder and loads it as it would on disk (the manifest's sha256 check included).
-- the dataset: loaded once by the driver and put into the object store; its arrays are read
-  zero-copy by the tasks of a node.
+- the dataset, when it is arrays (the built-in sets): loaded once by the driver and put into the
+  object store; its arrays are read zero-copy by the tasks of a node. One that streams from image
+  files (imagefolder, a --transfer-dir of images) is read by each task from the paths the driver
+  used: they must be readable on every node (a shared filesystem, or the same copy on each).
 
 A task whose worker process dies is retried by Ray (3 times, Ray's default for system failures);
 it seeds its own randomness, so a retry gives the same rows.
@@ -26,7 +28,7 @@ from types import ModuleType
 from typing import Any, Iterator
 
 import edgeguard
-from edgeguard.data import Dataset
+from edgeguard.data import ArraySplit, Dataset
 from edgeguard.errors import EdgeguardError
 from edgeguard.evaluate.grid import Executor, Job, job_data, rob_job
 
@@ -83,9 +85,11 @@ def _run(ray: ModuleType, jobs: list[Job]) -> Iterator[list[dict[str, Any]]]:
     """Submit every job at once, then yield each one's rows as its task finishes."""
     task = ray.remote(rob_shipped)
     exports = {path: ray.put(_read_folder(Path(path))) for path in {j.export for j in jobs}}
-    datasets = {path: ray.put(job_data(j)) for path, j in {j.export: j for j in jobs}.items()}  # one victim's data per export
-    pending = {task.options(**resources(j)).remote(j, exports[j.export], datasets[j.export]): j for j in jobs}
-    del exports, datasets  # from here each object lives as long as the tasks that read it
+    datasets = {path: job_data(j) for path, j in {j.export: j for j in jobs}.items()}  # one victim's data per export
+    # victims that share their data share one object (job_data caches it): put once, not once per victim
+    shipped = {id(d): ray.put(d) if _in_memory(d) else None for d in datasets.values()}
+    pending = {task.options(**resources(j)).remote(j, exports[j.export], shipped[id(datasets[j.export])]): j for j in jobs}
+    del exports, datasets, shipped  # from here each object lives as long as the tasks that read it
     while pending:
         [ref], _ = ray.wait(list(pending))
         job = pending.pop(ref)
@@ -102,8 +106,9 @@ def _run(ray: ModuleType, jobs: list[Job]) -> Iterator[list[dict[str, Any]]]:
         yield rows
 
 
-def rob_shipped(job: Job, folder: dict[str, bytes], data: Dataset) -> list[dict[str, Any]]:
-    """A Ray task: rob `job` with its export folder's files materialised in a temporary folder."""
+def rob_shipped(job: Job, folder: dict[str, bytes], data: Dataset | None) -> list[dict[str, Any]]:
+    """A Ray task: rob `job` with its export folder's files materialised in a temporary folder, on the
+    shipped dataset (None: one read from its files here)."""
     with tempfile.TemporaryDirectory(prefix="edgeguard-export-") as tmp:
         for name, blob in folder.items():
             (Path(tmp) / name).write_bytes(blob)
@@ -113,3 +118,8 @@ def rob_shipped(job: Job, folder: dict[str, bytes], data: Dataset) -> list[dict[
 def _read_folder(folder: Path) -> dict[str, bytes]:
     """An export folder's files (a manifest and its model files: small) by name."""
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _in_memory(data: Dataset) -> bool:
+    """Arrays travel by value; image files stay where they are (a split of paths is no use elsewhere)."""
+    return all(isinstance(split, ArraySplit) for split in (data.train, data.pool, data.test, data.transfer) if split is not None)
