@@ -30,8 +30,7 @@ from typing import Any, Iterator
 import edgeguard
 from edgeguard.data import ArraySplit, Dataset
 from edgeguard.errors import EdgeguardError
-from edgeguard.evaluate.grid import Executor, Job, job_data, rob_job
-from edgeguard.runtime import DeployedModel
+from edgeguard.evaluate.jobs import Executor, Job, job_data, rob_job
 
 
 def import_ray() -> ModuleType:
@@ -86,10 +85,11 @@ def _run(ray: ModuleType, jobs: list[Job]) -> Iterator[list[dict[str, Any]]]:
     """Submit every job at once, then yield each one's rows as its task finishes."""
     task = ray.remote(rob_shipped)
     exports = {path: ray.put(_read_folder(Path(path))) for path in {j.export for j in jobs}}
-    data = job_data(jobs[0], DeployedModel.load(jobs[0].export)) if jobs else None  # a grid has one dataset
-    shipped = ray.put(data) if data is not None and _in_memory(data) else None
-    pending = {task.options(**resources(j)).remote(j, exports[j.export], shipped): j for j in jobs}
-    del exports, data, shipped  # from here each object lives as long as the tasks that read it
+    datasets = {path: job_data(j) for path, j in {j.export: j for j in jobs}.items()}  # one victim's data per export
+    # victims that share their data share one object (job_data caches it): put once, not once per victim
+    shipped = {id(d): ray.put(d) if _in_memory(d) else None for d in datasets.values()}
+    pending = {task.options(**resources(j)).remote(j, exports[j.export], shipped[id(datasets[j.export])]): j for j in jobs}
+    del exports, datasets, shipped  # from here each object lives as long as the tasks that read it
     while pending:
         [ref], _ = ray.wait(list(pending))
         job = pending.pop(ref)

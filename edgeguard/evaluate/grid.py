@@ -10,24 +10,19 @@ they finish, so an interrupted grid resumes where it stopped. Groups of cells ar
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
 from edgeguard.attacks.sources import ATTACK_SOURCES
-from edgeguard.data import Dataset, load_dataset
 from edgeguard.errors import EdgeguardError
-from edgeguard.evaluate.cells import THIEF_MODEL, Cell, ServedVictim, rob
+from edgeguard.evaluate.cells import THIEF_MODEL, Cell
+from edgeguard.evaluate.jobs import Executor, Job, process_pool
 from edgeguard.evaluate.store import CellStore
 from edgeguard.manifest import Manifest
-from edgeguard.runtime import DeployedModel
-from edgeguard.runtime.preprocess import ImageSpec
 
 
 @dataclass
@@ -148,53 +143,6 @@ def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path, log: C
     return {"victims": [{"victim": v, "seed": s, **m} for (v, s), (_, m) in victims.items()], "cells": store.rows}
 
 
-@dataclass
-class Job:
-    """One group of cells to rob, as a worker process receives it."""
-
-    export: str
-    cells: list[Cell]
-    steps: int
-    threads: int
-    transfer_dir: str | None
-    transfer_dataset: str | None
-    thief_model: str
-
-
-def rob_job(job: Job, data: Dataset | None = None) -> list[dict[str, Any]]:
-    """Rob one group; `data` is the job's dataset when it was shipped (Ray), else it is loaded here."""
-    import torch
-
-    torch.set_num_threads(job.threads)
-    model = DeployedModel.load(job.export)
-    data = job_data(job, model) if data is None else data
-    return rob(ServedVictim(model, job.cells[0].defense), data, job.cells, steps=job.steps, thief_model=job.thief_model)
-
-
-def job_data(job: Job, model: DeployedModel) -> Dataset:
-    """The data a job is robbed on: its victim's dataset (as its manifest names it) and the thief's own images."""
-    m = model.manifest
-    return _dataset(m.dataset, m.extra.get("data_dir", "data"), model.image_spec, job.transfer_dir, job.transfer_dataset)
-
-
-@lru_cache(maxsize=1)
-def _dataset(name: str, data_dir: str, spec: ImageSpec, transfer_dir: str | None, transfer_dataset: str | None) -> Dataset:
-    """Every victim of a grid reads the same data: loaded once per worker process."""
-    return load_dataset(name, data_dir, spec=spec, transfer_dir=transfer_dir, transfer_dataset=transfer_dataset)
-
-
-@dataclass
-class Executor:
-    """Where groups are robbed: `run(jobs)` yields each job's rows as it finishes, in any order.
-
-    The grid needs nothing else from a pool or a cluster, so both sit behind this one seam and
-    `run_grid` (the store, resumption, progress) exists once.
-    """
-
-    run: Callable[[list[Job]], Iterator[list[dict[str, Any]]]]
-    capacity: str  # what the progress bar shows: "2 processes", "ray: 8 CPUs, 1 GPU"
-
-
 def executor(spec: GridSpec) -> AbstractContextManager[Executor]:
     """The spec's executor: Ray when `spec.ray` names a cluster, else this machine's process pool."""
     if spec.ray is None:
@@ -203,24 +151,3 @@ def executor(spec: GridSpec) -> AbstractContextManager[Executor]:
     from edgeguard.evaluate.cluster import ray_cluster
 
     return ray_cluster(spec.ray)
-
-
-@contextmanager
-def process_pool(workers: int) -> Iterator[Executor]:
-    """This process for one worker; else a pool of fresh (spawned: no forked torch state) processes.
-
-    Leaving early (an error, Ctrl-C) cancels the groups not yet started instead of robbing them all
-    first: their rows would not be stored anyway.
-    """
-    if workers <= 1:
-        yield Executor(lambda jobs: map(rob_job, jobs), "1 process")
-        return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-
-    def run(jobs: list[Job]) -> Iterator[list[dict[str, Any]]]:
-        return (future.result() for future in as_completed([pool.submit(rob_job, job) for job in jobs]))
-
-    try:
-        yield Executor(run, f"{workers} processes")
-    finally:
-        pool.shutdown(cancel_futures=True)
