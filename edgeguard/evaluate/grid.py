@@ -13,7 +13,7 @@ import itertools
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -113,7 +113,7 @@ def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Pa
     return folder, {**run.metrics, "verified": entry.verified}
 
 
-def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path) -> dict[str, Any]:
     """Compute every missing cell; returns {"victims": per-run metrics, "cells": all stored rows}.
 
     Victims are prepared first, here; then the groups still missing a cell are robbed by the
