@@ -10,7 +10,8 @@ rate), so that both stores run their whole check-and-reserve:
    single-image /predict requests sent to them in turn from one client (--rounds each), so that
    whatever else the machine does slows both alike -> p50 / p99 of each, the added p50 / p99
    (Redis - SQLite) and the median of the paired differences; the issue's target: added p50 <= 0.5 ms;
-2. in this process, without HTTP: a key's lookup + charge on each store (median of --calls);
+2. in this process, without HTTP: a key's lookup + charge on each store, as a served request makes
+   them (median of --calls; with Redis the lookup of a key in use is its last charge's record);
 3. throughput: --clients keep-alive connections sending single-image requests to one server on
    SQLite, one server on Redis, then two servers sharing the Redis (half the clients each); every
    answer must be a 200, and the Redis must have charged exactly the items answered.

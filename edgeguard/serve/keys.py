@@ -126,6 +126,7 @@ class Charge:
 
     charged: bool
     wait: float = 0.0  # > 0: refused by the rate limit; seconds until the bucket holds enough
+    record: KeyRecord | None = None  # the key as the charge found it, when the store read it in the same step
 
     def __bool__(self) -> bool:
         return self.charged
@@ -224,12 +225,14 @@ class BaseKeyStore(ABC):
 
     @abstractmethod
     def lookup(self, key: str) -> KeyRecord | None:
-        """The record of a presented key, or None if no such key was ever issued."""
+        """The record of a presented key, or None if no such key was ever issued. A store may answer
+        from its last successful charge of the key, if recent: `charge` checks everything again."""
 
     @abstractmethod
-    def charge(self, key: str, n: int, day: str, rate: float | None = None, burst: int | None = None) -> Charge:
+    def charge(self, key: str, n: int, day: str, rate: float | None = None, burst: int | None = None, refuse_flagged: bool = False) -> Charge:
         """Check the rate limit (`rate` None: none), then reserve n items of the key's budgets, in one
-        atomic, durable step; a refused request takes nothing from either."""
+        atomic, durable step that refuses a revoked key (and a flagged one if `refuse_flagged`); a
+        refused request takes nothing from either."""
 
 
 class KeyStore(BaseKeyStore):
@@ -315,7 +318,7 @@ class KeyStore(BaseKeyStore):
         row = self.db.execute(f"SELECT {COLUMNS} FROM keys WHERE key_hash = ?", (hash_key(key),)).fetchone()
         return KeyRecord(*row) if row else None
 
-    def charge(self, key: str, n: int, day: str, rate: float | None = None, burst: int | None = None) -> Charge:
+    def charge(self, key: str, n: int, day: str, rate: float | None = None, burst: int | None = None, refuse_flagged: bool = False) -> Charge:
         """The rate limit in memory, then one committed `UPDATE ... WHERE used + n <= budget`; nothing
         runs in between (one thread), so the bucket is only spent on a charge that was made."""
         digest = hash_key(key)
@@ -327,10 +330,10 @@ class KeyStore(BaseKeyStore):
                    used = used + :n,
                    day_used = CASE WHEN day = :day THEN day_used + :n ELSE :n END,
                    day = :day
-               WHERE key_hash = :hash AND revoked IS NULL
+               WHERE key_hash = :hash AND revoked IS NULL AND NOT (:refuse_flagged AND flagged IS NOT NULL)
                  AND (budget IS NULL OR used + :n <= budget)
                  AND (daily IS NULL OR CASE WHEN day = :day THEN day_used ELSE 0 END + :n <= daily)""",
-            {"n": n, "day": day, "hash": digest},
+            {"n": n, "day": day, "hash": digest, "refuse_flagged": refuse_flagged},
         ).rowcount
         if charged:
             self.limiter.spend(digest, n)

@@ -8,8 +8,10 @@ Why Redis, and how it is used (docs/serving.md, "A fleet: one Redis, many device
   budget check and the reservation are one atomic step for the whole fleet; N devices together
   never answer budget + 1 items. The token buckets live in the key's hash and refill by Redis's own
   clock (TIME), so a fleet shares them and the devices' clocks do not matter.
-- Revocations and flags are fields of the same hash, read by `lookup` on every request: one device's
-  change is seen by every device on its next request.
+- Revocations and flags are fields of the same hash, which the charge script checks and returns:
+  one device's change is seen by every device on its next request. A key in use costs one round
+  trip per request: `lookup` answers from the key's last successful charge on this device when it
+  is under RECENT_S old, and the charge that follows checks everything again.
 - Fail closed: when Redis cannot be reached every call raises `KeysUnavailable` (the server answers
   503 with Retry-After) and nothing is answered uncharged. After a failure the store waits
   RETRY_AFTER_S before trying again, so a Redis that vanished from the network stalls the server's
@@ -38,14 +40,19 @@ from edgeguard.serve.keys import BaseKeyStore, Charge, KeyRecord, KeysUnavailabl
 PREFIX = "edgeguard:"
 SCHEMA_VERSION = "1"
 TIMEOUT_S = 0.5  # connect and command timeout, unless the URL sets socket_timeout / socket_connect_timeout
+RECENT_S = 1.0  # how long a key's last successful charge stands in for a lookup
 RETRY_AFTER_S = 1  # after a failure, calls fail at once for this long (and clients are told to retry after it)
 log = logging.getLogger("edgeguard.serve")
 
-# KEYS[1]: key:<sha256>. ARGV: n, the caller's UTC day, rate and burst ('' for no rate limit).
-# Returns {'ok'}, {'refused'} (unknown, revoked or over a budget) or {'wait', seconds}; only 'ok' writes.
+# KEYS[1]: key:<sha256>. ARGV: n, the caller's UTC day, rate and burst ('' for no rate limit), '1'
+# to refuse a flagged key. Returns {} for an unknown key, else {outcome, seconds to wait, the key's
+# fields after}: 'ok', 'refused' (revoked, flagged and refused, or over a budget) or 'wait' (the rate
+# limit). Only 'ok' writes.
 CHARGE = """
-local f = redis.call('HMGET', KEYS[1], 'used', 'revoked', 'budget', 'daily', 'day', 'day_used', 'tokens', 'stamp')
-if not f[1] or f[2] then return {'refused'} end
+local f = redis.call('HMGET', KEYS[1], 'used', 'revoked', 'budget', 'daily', 'day', 'day_used', 'tokens', 'stamp', 'flagged')
+if not f[1] then return {} end
+local function outcome(name, wait) return {name, wait, redis.call('HGETALL', KEYS[1])} end
+if f[2] or (f[9] and ARGV[5] == '1') then return outcome('refused', '0') end
 local n, day, rate, burst = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now, tokens
 if rate then
@@ -54,19 +61,19 @@ if rate then
   tokens = burst
   if f[7] then tokens = math.min(burst, tonumber(f[7]) + math.max(0, now - tonumber(f[8])) * rate) end
   local need = math.min(n, burst)
-  if tokens < need then return {'wait', string.format('%.6f', (need - tokens) / rate)} end
+  if tokens < need then return outcome('wait', string.format('%.6f', (need - tokens) / rate)) end
 end
 -- a device whose clock has not reached midnight yet charges the day already begun, never resets it
 if f[5] > day then day = f[5] end
 local used, day_used = tonumber(f[1]), 0
 if f[5] == day then day_used = tonumber(f[6]) end
-if (f[3] and used + n > tonumber(f[3])) or (f[4] and day_used + n > tonumber(f[4])) then return {'refused'} end
+if (f[3] and used + n > tonumber(f[3])) or (f[4] and day_used + n > tonumber(f[4])) then return outcome('refused', '0') end
 redis.call('HSET', KEYS[1], 'used', used + n, 'day', day, 'day_used', day_used + n)
 if rate then
   -- all n tokens, possibly into debt: the rule of ratelimit.py
   redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens - n), 'stamp', string.format('%.6f', now))
 end
-return {'ok'}
+return outcome('ok', '0')
 """
 
 # KEYS: name:<name>, key:<sha256>, names, schema. ARGV: name, sha256, created, schema version, then
@@ -144,6 +151,7 @@ class RedisKeyStore(BaseKeyStore):
         self.errors = redis.RedisError
         self.down_until = 0.0  # time.monotonic() before which calls fail without trying
         self.outage: str | None = None  # the error that took the store down, until a call succeeds
+        self.charged: dict[str, tuple[float, KeyRecord]] = {}  # sha256 -> (when, the key after its last successful charge)
         try:  # not through _call: a command line that cannot reach Redis needs one sentence, not a server's log line
             # One connection, reconnected by the next command after a failure: no pool to check a
             # connection out of per command (a third of a round trip on loopback). No retries inside
@@ -191,15 +199,21 @@ class RedisKeyStore(BaseKeyStore):
     def close(self) -> None:
         self.client.close()
 
+    def _forget(self) -> None:
+        """A change made here (revoke, flag, clear-flag, add) is read afresh by the next lookup."""
+        self.charged.clear()
+
     def _insert(
         self, name: str, key_hash: str, created: str, budget: int | None, daily: int | None, rate: float | None, burst: int | None
     ) -> bool:
         limits = [v for field, value in (("budget", budget), ("daily", daily), ("rate", rate), ("burst", burst)) if value is not None for v in (field, repr(value))]
         keys = [PREFIX + "name:" + name, PREFIX + "key:" + key_hash, PREFIX + "names", PREFIX + "schema"]
+        self._forget()
         return bool(self._call(self.insert_script, keys=keys, args=[name, key_hash, created, SCHEMA_VERSION, *limits]))
 
     def _update(self, name: str, values: dict[str, str | None], guard: str, present: bool) -> bool:
         pairs = [v for field, value in values.items() for v in (field, value or "")]
+        self._forget()
         return bool(self._call(self.update_script, keys=[PREFIX + "name:" + name], args=[PREFIX + "key:", guard, "1" if present else "0", *pairs]))
 
     def records(self) -> list[KeyRecord]:
@@ -211,15 +225,30 @@ class RedisKeyStore(BaseKeyStore):
         return None if digest is None else self._fetch(digest)
 
     def lookup(self, key: str) -> KeyRecord | None:
-        return self._fetch(hash_key(key))
+        """Answered from the key's last successful charge here if it was under RECENT_S ago: a key in
+        use costs one round trip per request (the charge), not two. What that record may not show
+        yet (a revocation, a flag, items another device used) the next charge checks atomically;
+        a refusal the record causes (a budget it shows used up) is final, since used only grows.
+        A refused or flagged key's charge is never remembered."""
+        digest = hash_key(key)
+        recent = self.charged.get(digest)
+        if recent is not None and time.monotonic() - recent[0] < RECENT_S:
+            return recent[1]
+        return self._fetch(digest)
 
     def _fetch(self, digest: str) -> KeyRecord | None:
         fields = self._call(self.client.hgetall, PREFIX + "key:" + digest)
         return record(fields) if fields else None
 
-    def charge(self, key: str, n: int, day: str, rate: float | None = None, burst: int | None = None) -> Charge:
+    def charge(self, key: str, n: int, day: str, rate: float | None = None, burst: int | None = None, refuse_flagged: bool = False) -> Charge:
+        digest = hash_key(key)
+        self.charged.pop(digest, None)
         limit = ("", "") if rate is None or burst is None else (repr(float(rate)), str(burst))
-        outcome = self._call(self.charge_script, keys=[PREFIX + "key:" + hash_key(key)], args=[n, day, *limit])
-        if outcome[0] == "wait":
-            return Charge(False, float(outcome[1]))
-        return Charge(outcome[0] == "ok")
+        reply = self._call(self.charge_script, keys=[PREFIX + "key:" + digest], args=[n, day, *limit, "1" if refuse_flagged else "0"])
+        if not reply:
+            return Charge(False)
+        outcome, wait, fields = reply
+        after = record(dict(zip(fields[::2], fields[1::2])))
+        if outcome == "ok" and after.flagged is None:
+            self.charged[digest] = (time.monotonic(), after)
+        return Charge(outcome == "ok", float(wait), after)

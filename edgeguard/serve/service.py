@@ -12,7 +12,10 @@ The order of the checks is the security argument:
 4. and 5., in one atomic step of the key store: the rate limit (429 + Retry-After; a flagged key's is
    SLOW_RATE under `--on-flag slow`), whose refusals take no budget either, then the charge: every
    item of the batch reserved, and committed, before any answer is computed, so a crash can lose an
-   answer but never a count: a key pays for exactly the images that were answered;
+   answer but never a count: a key pays for exactly the images that were answered. The charge checks
+   the key again (revoked, budgets; flagged under `block`) and reports it as it found it: with a
+   shared store, step 1 may have read the key's last charge on this server
+   (redis_keys.RedisKeyStore.lookup), and what another server changed since takes effect here;
 6. the model, the defense stack (then a flagged key's policy stack) and the deployment's output form;
 7. after the answer is sent, the monitor (edgeguard.monitor) sees the key's queries and may flag the
    key, which the key store keeps until an operator clears it (`watch`); a flag the store could not
@@ -69,6 +72,15 @@ class ServeConfig:
     precision: str = "int8"
     format: str = DEFAULT
     on_flag: str = "log"  # what happens to a key the monitor flags (serve.policy)
+
+
+def blocked(record: KeyRecord) -> ClientError:
+    """403 for a flagged key under `--on-flag block`; the evidence stays with the operator."""
+    return ClientError(
+        403, "forbidden",
+        f"API key '{record.name}' is blocked: its queries look like an attempt to copy the model; "
+        "if this is a mistake, ask the operator to review the key",
+    )
 
 
 @dataclass(frozen=True)
@@ -131,12 +143,8 @@ class Service:
         refusal = record.refusal(1, day)
         if refusal:
             raise ClientError(403, "forbidden", refusal)
-        if record.flagged is not None and self.policy.block:  # the evidence stays with the operator
-            raise ClientError(
-                403, "forbidden",
-                f"API key '{record.name}' is blocked: its queries look like an attempt to copy the model; "
-                "if this is a mistake, ask the operator to review the key",
-            )
+        if record.flagged is not None and self.policy.block:
+            raise blocked(record)
         return Caller(key, record, day)
 
     def check_model(self, name: str) -> None:
@@ -148,10 +156,10 @@ class Service:
         answer: (n, C, H, W) validated or n files -> the served outputs."""
         self.watch()  # whatever an earlier request left, if the app did not run it after its response
         n, record = len(batch), caller.record
-        flagged = record.flagged is not None
-        rate, burst = (min(record.rate or SLOW_RATE, SLOW_RATE), 1) if flagged and self.policy.slow else (record.rate, record.burst)
+        slow = record.flagged is not None and self.policy.slow
+        rate, burst = (min(record.rate or SLOW_RATE, SLOW_RATE), 1) if slow else (record.rate, record.burst)
         x = decode(batch, self.predictor.model.image_spec) if isinstance(batch, ImageFiles) else batch
-        charge = self.store.charge(caller.key, n, caller.day, rate, burst)
+        charge = self.store.charge(caller.key, n, caller.day, rate, burst, refuse_flagged=self.policy.block)
         if charge.wait > 0:
             raise ClientError(
                 429, "rate_limited",
@@ -159,9 +167,13 @@ class Service:
                 {"Retry-After": str(max(1, math.ceil(charge.wait)))},
             )
         if not charge:
-            latest = self.store.lookup(caller.key)
+            latest = charge.record or self.store.lookup(caller.key)
+            if latest is not None and latest.flagged is not None and self.policy.block:
+                raise blocked(latest)  # flagged since it was looked up (by another device, with a shared store)
             refusal = latest.refusal(n, caller.day) if latest else None  # None only if another process raced a change in
             raise ClientError(403, "forbidden", refusal or f"API key '{record.name}' cannot be charged {n} more items now")
+        record = charge.record or record  # as the charge found it, if the store read it then: a flag raised since applies now
+        flagged = record.flagged is not None
         logits = self.predictor.model.logits(x)
         if self.monitor is not None and not flagged:  # a flagged key is not watched until its flag is cleared
             self.unwatched.append((record.name, x, logits))

@@ -93,6 +93,15 @@ def test_revoked_keys_are_never_charged(location: str):
         store.revoke("carol")
 
 
+def test_a_flagged_key_is_refused_by_the_charge_only_when_asked(location: str):
+    """--on-flag block: refused in the same atomic step, so a flag raised elsewhere a moment ago counts."""
+    store = open_store(location, create=True)
+    key = store.add("alice")
+    store.flag("alice", "ood at query 1: test")
+    assert store.charge(key, 1, "d") and not store.charge(key, 1, "d", refuse_flagged=True)
+    assert store.lookup(key).used == 1
+
+
 def test_the_rate_limit_is_checked_and_spent_with_the_charge(location: str):
     """A bucket of `burst` tokens refilling at `rate` per second; a refusal by either limit takes nothing from the other."""
     store = open_store(location, create=True)

@@ -23,11 +23,12 @@ from edgeguard.serve.redis_keys import RETRY_AFTER_S, redacted
 
 def test_an_outage_fails_closed_and_the_store_reconnects_by_itself(redis_server):
     store = open_store(redis_server.url, create=True)
-    key = store.add("alice", budget=10)
+    key, other = store.add("alice", budget=10), store.add("bob")
     assert store.charge(key, 2, "d")
     store.ping()
     redis_server.stop()
-    for call in (lambda: store.lookup(key), lambda: store.charge(key, 1, "d"), store.records, lambda: store.flag("alice", "x"), store.ping):
+    assert store.lookup(key).used == 2  # its charge a moment ago stands in for a lookup; the next charge decides
+    for call in (lambda: store.lookup(other), lambda: store.charge(key, 1, "d"), store.records, lambda: store.flag("alice", "x"), store.ping):
         with pytest.raises(KeysUnavailable, match="cannot reach the keys store") as e:
             call()
         assert 1 <= e.value.retry_after <= RETRY_AFTER_S
@@ -41,6 +42,28 @@ def test_an_outage_fails_closed_and_the_store_reconnects_by_itself(redis_server)
             assert time.monotonic() < deadline, "the store did not reconnect"
             time.sleep(0.05)
     assert store.charge(key, 1, "d") and store.lookup(key).used == 3  # nothing was charged while it was down
+
+
+def test_a_recent_charge_stands_in_for_a_lookup_and_the_next_charge_sees_every_change(redis_server):
+    """Device A charges a key; device B revokes or flags it: A's next lookup may not know, its charge does."""
+    a = open_store(redis_server.url, create=True)
+    key = a.add("alice", budget=10)
+    b = open_store(redis_server.url)
+    assert a.charge(key, 1, "d") and a.lookup(key).used == 1
+    assert b.charge(key, 2, "d") and a.lookup(key).used == 1  # A's lookup: its own last charge, under RECENT_S old
+    b.flag("alice", "ood at query 3: test")
+    charge = a.charge(key, 1, "d")
+    assert charge and charge.record.flagged and charge.record.used == 4  # charged, and the caller learns of the flag now
+    assert a.lookup(key).flagged  # a flagged key's charge is not remembered: read afresh
+    refused = a.charge(key, 1, "d", refuse_flagged=True)  # --on-flag block
+    assert not refused and refused.record.used == 4
+    b.clear_flag("alice")
+    assert a.charge(key, 1, "d")
+    b.revoke("alice")
+    assert a.lookup(key).revoked is None  # A has not read the revocation yet...
+    refused = a.charge(key, 1, "d")
+    assert not refused and refused.record.revoked and a.lookup(key).revoked  # ...its charge refuses the key
+    assert open_store(redis_server.url).lookup(key).used == 5
 
 
 def test_a_device_whose_clock_lags_midnight_charges_the_day_already_begun(redis_server):
