@@ -12,7 +12,7 @@ from edgeguard.attacks.sources import query_set  # noqa: E402
 from edgeguard.attacks.victim import CountingVictim  # noqa: E402
 from edgeguard.data import load_dataset  # noqa: E402
 from edgeguard.errors import EdgeguardError  # noqa: E402
-from edgeguard.evaluate import grid  # noqa: E402
+from edgeguard.evaluate import grid, jobs  # noqa: E402
 from edgeguard.evaluate.cells import Cell, ServedVictim, rob  # noqa: E402
 from edgeguard.evaluate.store import CellStore  # noqa: E402
 from edgeguard.runtime import DeployedModel  # noqa: E402
@@ -116,7 +116,7 @@ def test_grid_adds_an_attack_without_recomputing_stored_cells(tiny_grid, monkeyp
     both = tiny_grid(["knockoff", "knockoff-adaptive", "jbda"])
     assert both[:4] == first
     assert [(r["attack"], r["source"], r["queries"]) for r in both[4:]] == [("knockoff-adaptive", "natural", 60), ("jbda", "pool", 60)]
-    monkeypatch.setattr(grid, "rob", lambda *a, **k: pytest.fail("a stored cell was robbed again"))
+    monkeypatch.setattr(jobs, "rob", lambda *a, **k: pytest.fail("a stored cell was robbed again"))
     assert tiny_grid(["knockoff", "knockoff-adaptive", "jbda"]) == both
 
 
