@@ -20,7 +20,6 @@ Why SQLite, and how it is used:
 - The server reads a key's row on every request, so `keys add` / `keys revoke` take effect at once.
 - Flags (set by the serving monitor, edgeguard.monitor) live in the same row, so a thief cannot
   shed one by crashing the server, and `keys clear-flag` takes effect on a running server too.
-
 - Rate limits are in-process token buckets (ratelimit.py): one device, one server process.
 
 Keys are 256-bit random tokens stored as their sha256: a stolen database holds no usable key, and a
