@@ -11,7 +11,7 @@ from edgeguard.attacks.adaptive import adaptive_stream
 from edgeguard.attacks.jbda import jbda_theft
 from edgeguard.attacks.knockoff import ask
 from edgeguard.attacks.sources import ATTACK_SOURCES, query_set
-from edgeguard.attacks.surrogate import train_surrogate
+from edgeguard.attacks.thieves import TUNING_THIEF, thief
 from edgeguard.attacks.victim import CountingVictim
 from edgeguard.data import Dataset, load_dataset
 from edgeguard.defenses import parse_stack
@@ -29,8 +29,12 @@ class Cell:
     budget: int
     seed: int
     attack: str = "knockoff"  # "knockoff" (random sampling) | "knockoff-adaptive" | "jbda"
+    thief: str = TUNING_THIEF  # a random-Knockoff cell's recipe (attacks.thieves.THIEVES)
 
     def __post_init__(self) -> None:
+        thief(self.thief)  # an unknown name fails here
+        if self.thief != TUNING_THIEF and (self.attack, self.source) != ("knockoff", "natural"):
+            raise EdgeguardError(f"held-out thief '{self.thief}' is a random Knockoff thief with its own images: attack 'knockoff', source 'natural'")
         if self.attack not in ATTACK_SOURCES:
             raise EdgeguardError(f"unknown attack '{self.attack}'; choose one of: {', '.join(ATTACK_SOURCES)}")
         if self.source not in ATTACK_SOURCES[self.attack]:
@@ -39,14 +43,18 @@ class Cell:
     @property
     def key(self) -> str:
         """Every field's value, in order: the store's key. A new field would change every key, and a
-        grid would then recompute the cells it has stored."""
-        return "|".join(str(v) for v in asdict(self).values())
+        grid would then recompute the cells it has stored, so `thief` joins the key only when it is
+        not the tuning thief: the tuning side's stored cells keep their keys."""
+        values = asdict(self)
+        if values.pop("thief") != TUNING_THIEF:
+            values["thief"] = self.thief
+        return "|".join(str(v) for v in values.values())
 
     @property
     def stream(self) -> tuple:
         """Cells with equal stream keys share one answered query stream, each training on its prefix."""
         shared_by_labels = self.attack == "knockoff"  # an adaptive thief's labels steer its queries
-        return (self.attack, self.source, self.seed, None if shared_by_labels else self.labels)
+        return (self.attack, self.source, self.seed, None if shared_by_labels else self.labels, self.thief)
 
 
 class ServedVictim:
@@ -76,7 +84,7 @@ def answered_stream(victim: ServedVictim, data: Dataset, cell: Cell, n: int) -> 
         stream = adaptive_stream(counter, data, n, cell.labels == "soft", cell.seed)
         x, answers = stream.x, stream.answers
     else:
-        x = query_set(cell.source, data, n, cell.seed)
+        x = query_set(cell.source, data, n, cell.seed) if cell.thief == TUNING_THIEF else thief(cell.thief).queries(data, n, cell.seed)
         answers = ask(counter, x)
     assert counter.queries == n
     return x, answers
@@ -105,7 +113,7 @@ def rob(victim: ServedVictim, data: Dataset, cells: list[Cell], steps: int = 250
                 largest = max(c.budget for c in cells if c.stream == cell.stream)
                 streams[cell.stream] = answered_stream(victim, data, cell, largest)
             x, answers = streams[cell.stream]
-            surrogate = train_surrogate(x[: cell.budget], answers[: cell.budget], soft, answers.shape[1], steps=steps, seed=cell.seed)
+            surrogate = thief(cell.thief).steal(x[: cell.budget], answers[: cell.budget], soft, answers.shape[1], cell.seed, steps)
         stolen = surrogate.predict(data.test.x)
         rows.append({
             "key": cell.key, **asdict(cell), **cost, "queries": cell.budget,
