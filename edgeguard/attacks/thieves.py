@@ -67,6 +67,7 @@ class Thief:
     what: str  # one line: the attack or practice it stands for
     recipe: Recipe = field(default_factory=Recipe)
     transfer: TransferSet | None = None  # None: the tuning side's photos (`attacks.sources.query_set`)
+    control: bool = False  # held out from tuning, but built like DivQAT's probes: not pooled with the others
 
     def queries(self, data: Dataset, n: int, seed: int) -> np.ndarray:
         """n transfer images of a held-out thief; a smaller budget's are a prefix."""
@@ -100,9 +101,10 @@ THIEVES: dict[str, Thief] = {t.name: t for t in (
     Thief("faces", HELD_OUT, "Knockoff with a face data set (scikit-image's 200 LFW crops)", transfer=TransferSet("faces", (0.6, 1.0), "mean")),
     Thief("small-crops", HELD_OUT, "Knockoff on small crops (3-12% of the short side): texture-like queries", transfer=TransferSet(crop=(0.03, 0.12), grey="green")),
     Thief("terrain", HELD_OUT, "Knockoff on elevation maps: natural textures", transfer=TransferSet("terrain", (0.05, 0.5))),
-    Thief("fields-1f", HELD_OUT, "control: synthetic 1/f images, the family DivQAT's default probes come from", transfer=TransferSet("fields")),
+    Thief("fields-1f", HELD_OUT, "control: synthetic 1/f images, the family DivQAT's default probes come from", transfer=TransferSet("fields"), control=True),
 )}  # fmt: skip
 HELD_OUT_THIEVES = [name for name, t in THIEVES.items() if t.side == HELD_OUT]
+POOLED = [name for name in HELD_OUT_THIEVES if not THIEVES[name].control]  # what a pooled held-out number averages
 
 
 def thief(name: str) -> Thief:

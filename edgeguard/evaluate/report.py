@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeguard.attacks.thieves import THIEVES, TUNING_THIEF
+from edgeguard.attacks.thieves import POOLED, THIEVES, TUNING_THIEF
 
 METRICS = ("fidelity", "surrogate_accuracy", "victim_accuracy", "perturbation_l1")
 # the report's order of attacks, and each one's table heading
@@ -90,9 +90,9 @@ def markdown(victims: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
 
 def pooled(heldout: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (victim, defense, labels, budget): the mean over held-out thieves of their seed
-    means (std: across thieves), thief "pooled"."""
+    means (std: across thieves), thief "pooled". Controls (`Thief.control`) stay out of it."""
     by: dict[tuple, list[dict]] = defaultdict(list)
-    for r in heldout:
+    for r in (r for r in heldout if r["thief"] in POOLED):
         by[(r["victim"], r["defense"], r["labels"], r["budget"])].append(r)
     out = []
     for (victim, defense, labels, budget), members in by.items():
