@@ -11,11 +11,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeguard.attacks.surrogate import Surrogate
-from edgeguard.attacks.thieves import WIDE_CNN, Recipe
+from edgeguard.attacks.surrogate import Surrogate, train_surrogate
+from edgeguard.attacks.thieves import TUNING, WIDE_CNN, Recipe, Thief
 from edgeguard.metrics import agreement
 from edgeguard.models import build_model
 from edgeguard.runtime.preprocess import Normaliser
+
+
+def train_copy(thief: Thief, x: np.ndarray, answers: np.ndarray, soft: bool, num_classes: int, seed: int, steps: int) -> Surrogate:
+    """A thief's copy; `steps` is the grid's thief budget and applies to the tuning thief only (a
+    held-out thief's training length is part of its recipe)."""
+    if thief.side == TUNING:
+        return train_surrogate(x, answers, soft, num_classes, arch=thief.recipe.arch, steps=steps, lr=thief.recipe.lr, seed=seed)
+    return train_thief(thief.recipe, x, answers, soft, num_classes, seed)
 
 
 def thief_model(arch: str, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:

@@ -15,23 +15,20 @@ thief and 0.77x against one from another code base). So every thief-side choice 
 A recipe fixes the surrogate architecture (or, for the careful thief, the candidates it chooses
 from by a validation split of its own answers), optimizer, steps, batch, augmentation (flips,
 mixup of transfer images), the answers' soft-label temperature and label smoothing, and the
-transfer set. Held-out recipes train with `attacks.thief_training.train_thief`: the tuning thief
-keeps its own trainer (`train_surrogate`) so that its stored cells stay reproducible.
+transfer set. The table is torch-free (reports render it); `attacks.thief_training.train_copy` trains
+a row's copy: held-out recipes with its own loop, the tuning thief with its own trainer
+(`train_surrogate`) so that its stored cells stay reproducible.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgeguard.attacks.transfer import TransferSet
 from edgeguard.data import Dataset
 from edgeguard.errors import EdgeguardError
-
-if TYPE_CHECKING:  # the table stays torch-free (reports render it); training needs torch
-    from edgeguard.attacks.surrogate import Surrogate
 
 TUNING, HELD_OUT = "tuning", "held-out"
 TUNING_THIEF = "knockoff"  # the grid's thief; `evaluate.cells.Cell.thief`'s default
@@ -74,16 +71,6 @@ class Thief:
         if self.transfer is None:
             raise EdgeguardError(f"thief '{self.name}' queries the grid's sources (attacks.sources)")
         return self.transfer.build(n, data.input_shape, 2_000 + seed)  # not the tuning side's 1_000 + seed
-
-    def steal(self, x: np.ndarray, answers: np.ndarray, soft: bool, num_classes: int, seed: int, steps: int) -> Surrogate:
-        """The copy; `steps` is the grid's thief budget and applies to the tuning thief only (a
-        held-out thief's training length is part of its recipe)."""
-        from edgeguard.attacks.surrogate import train_surrogate
-        from edgeguard.attacks.thief_training import train_thief
-
-        if self.side == TUNING:
-            return train_surrogate(x, answers, soft, num_classes, arch=self.recipe.arch, steps=steps, lr=self.recipe.lr, seed=seed)
-        return train_thief(self.recipe, x, answers, soft, num_classes, seed)
 
 
 PHOTOS = TransferSet()  # held-out photos, 10-50% crops, ITU-R 709 grey

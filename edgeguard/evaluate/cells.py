@@ -11,6 +11,7 @@ from edgeguard.attacks.adaptive import adaptive_stream
 from edgeguard.attacks.jbda import jbda_theft
 from edgeguard.attacks.knockoff import ask
 from edgeguard.attacks.sources import ATTACK_SOURCES, query_set
+from edgeguard.attacks.thief_training import train_copy
 from edgeguard.attacks.thieves import TUNING_THIEF, thief
 from edgeguard.attacks.victim import CountingVictim
 from edgeguard.data import Dataset, load_dataset
@@ -113,7 +114,7 @@ def rob(victim: ServedVictim, data: Dataset, cells: list[Cell], steps: int = 250
                 largest = max(c.budget for c in cells if c.stream == cell.stream)
                 streams[cell.stream] = answered_stream(victim, data, cell, largest)
             x, answers = streams[cell.stream]
-            surrogate = thief(cell.thief).steal(x[: cell.budget], answers[: cell.budget], soft, answers.shape[1], cell.seed, steps)
+            surrogate = train_copy(thief(cell.thief), x[: cell.budget], answers[: cell.budget], soft, answers.shape[1], cell.seed, steps)
         stolen = surrogate.predict(data.test.x)
         rows.append({
             "key": cell.key, **asdict(cell), **cost, "queries": cell.budget,
