@@ -86,8 +86,10 @@ def test_jbda_thief_learns_and_spends_exactly_its_budget(victim_model, digits, t
 
 def test_grid_gives_each_attack_its_sources_and_budgets_and_keeps_stored_keys():
     cells = [c for _, group in grid.groups(grid.GridSpec()) for c in group]
-    by_attack = {a: [c for c in cells if c.attack == a] for a in ("knockoff", "knockoff-adaptive", "jbda")}
+    by_attack = {a: [c for c in cells if c.attack == a and c.thief == "knockoff"] for a in ("knockoff", "knockoff-adaptive", "jbda")}
     assert len(by_attack["knockoff"]) == 2 * 3 * 2 * 2 * 2 * 3  # victims x seeds x defenses x sources x labels x budgets
+    held_out = [c for c in cells if c.thief != "knockoff"]  # natural queries only, budgets 500 and 1,000
+    assert len(held_out) == 2 * 3 * 2 * 2 * 2 * len(grid.GridSpec().thieves)
     assert {(c.source, c.budget) for c in by_attack["knockoff-adaptive"]} == {("natural", 500)}
     assert {(c.source, c.budget) for c in by_attack["jbda"]} == {("pool", 500)}  # one source: no twin cells
     assert len(by_attack["jbda"]) == len(by_attack["knockoff-adaptive"]) == 2 * 3 * 2 * 2
@@ -104,7 +106,7 @@ def tiny_grid(grid_dirs, tmp_path):
     """run(attacks, out, workers) -> stored rows of a one-victim, one-seed grid on the session's export."""
 
     def run(attacks, out="out", workers=1):
-        spec = grid.GridSpec(victims=[grid.VictimRecipe("qat", "qat")], defenses=["none"], attacks=attacks, labels=["argmax"], budgets=[40, 60], adaptive_budgets=[60], seeds=[0], thief_steps=5, workers=workers)
+        spec = grid.GridSpec(victims=[grid.VictimRecipe("qat", "qat")], defenses=["none"], attacks=attacks, labels=["argmax"], budgets=[40, 60], adaptive_budgets=[60], seeds=[0], thief_steps=5, workers=workers, thieves=[])
         return grid.run_grid(spec, tmp_path / out, *grid_dirs)["cells"]
 
     return run

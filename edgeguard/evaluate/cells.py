@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,8 @@ from edgeguard.attacks.adaptive import adaptive_stream
 from edgeguard.attacks.jbda import jbda_theft
 from edgeguard.attacks.knockoff import ask
 from edgeguard.attacks.sources import ATTACK_SOURCES, query_set
-from edgeguard.attacks.surrogate import train_surrogate
+from edgeguard.attacks.thief_training import train_copy
+from edgeguard.attacks.thieves import TUNING, TUNING_THIEF, thief
 from edgeguard.attacks.victim import CountingVictim
 from edgeguard.data import Dataset, victim_data
 from edgeguard.defenses import parse_stack
@@ -29,8 +30,12 @@ class Cell:
     budget: int
     seed: int
     attack: str = "knockoff"  # "knockoff" (random sampling) | "knockoff-adaptive" | "jbda"
+    thief: str = TUNING_THIEF  # a random-Knockoff cell's recipe (attacks.thieves.THIEVES)
 
     def __post_init__(self) -> None:
+        thief(self.thief)  # an unknown name fails here
+        if self.thief != TUNING_THIEF and (self.attack, self.source) != ("knockoff", "natural"):
+            raise EdgeguardError(f"held-out thief '{self.thief}' is a random Knockoff thief with its own images: attack 'knockoff', source 'natural'")
         if self.attack not in ATTACK_SOURCES:
             raise EdgeguardError(f"unknown attack '{self.attack}'; choose one of: {', '.join(ATTACK_SOURCES)}")
         if self.source not in ATTACK_SOURCES[self.attack]:
@@ -39,14 +44,18 @@ class Cell:
     @property
     def key(self) -> str:
         """Every field's value, in order: the store's key. A new field would change every key, and a
-        grid would then recompute the cells it has stored."""
-        return "|".join(str(v) for v in asdict(self).values())
+        grid would then recompute the cells it has stored, so `thief` joins the key only when it is
+        not the tuning thief: the tuning side's stored cells keep their keys."""
+        values = asdict(self)
+        if values.pop("thief") != TUNING_THIEF:
+            values["thief"] = self.thief
+        return "|".join(str(v) for v in values.values())
 
     @property
     def stream(self) -> tuple:
         """Cells with equal stream keys share one answered query stream, each training on its prefix."""
         shared_by_labels = self.attack == "knockoff"  # an adaptive thief's labels steer its queries
-        return (self.attack, self.source, self.seed, None if shared_by_labels else self.labels)
+        return (self.attack, self.source, self.seed, None if shared_by_labels else self.labels, self.thief)
 
 
 THIEF_MODEL = "small-cnn"  # the copy's architecture unless a thief picks another from the zoo
@@ -79,7 +88,7 @@ def answered_stream(victim: ServedVictim, data: Dataset, cell: Cell, n: int) -> 
         stream = adaptive_stream(counter, data, n, cell.labels == "soft", cell.seed)
         x, answers = stream.x, stream.answers
     else:
-        x = query_set(cell.source, data, n, cell.seed)
+        x = query_set(cell.source, data, n, cell.seed) if cell.thief == TUNING_THIEF else thief(cell.thief).queries(data, n, cell.seed)
         answers = ask(counter, x)
     assert counter.queries == n
     return x, answers
@@ -109,7 +118,10 @@ def rob(victim: ServedVictim, data: Dataset, cells: list[Cell], steps: int = 250
                 largest = max(c.budget for c in cells if c.stream == cell.stream)
                 streams[cell.stream] = answered_stream(victim, data, cell, largest)
             x, answers = streams[cell.stream]
-            surrogate = train_surrogate(x[: cell.budget], answers[: cell.budget], soft, answers.shape[1], arch=thief_model, steps=steps, seed=cell.seed)
+            chosen = thief(cell.thief)
+            if chosen.side == TUNING:  # --thief-model picks the tuning thief's architecture
+                chosen = replace(chosen, recipe=replace(chosen.recipe, arch=thief_model))
+            surrogate = train_copy(chosen, x[: cell.budget], answers[: cell.budget], soft, answers.shape[1], cell.seed, steps)
         stolen = data.test.apply(surrogate.predict)
         rows.append({
             "key": cell.key, **asdict(cell), **cost, "queries": cell.budget,

@@ -18,6 +18,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from edgeguard.attacks.sources import ATTACK_SOURCES
+from edgeguard.attacks.thieves import HELD_OUT_THIEVES, TUNING_THIEF
 from edgeguard.errors import EdgeguardError
 from edgeguard.evaluate.cells import THIEF_MODEL, Cell
 from edgeguard.evaluate.jobs import Executor, Job, process_pool
@@ -53,6 +54,9 @@ class GridSpec:
     # thief's cost per cell, so the default grid gives them one budget (docs/results.md)
     adaptive_budgets: list[int] = field(default_factory=lambda: [500])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # held-out thieves (attacks.thieves), robbing where random Knockoff meets natural queries, at their budgets
+    thieves: list[str] = field(default_factory=lambda: list(HELD_OUT_THIEVES))
+    heldout_budgets: list[int] = field(default_factory=lambda: [500, 1000])
     thief_steps: int = 250
     threads: int = 1  # torch threads per worker (and CPUs each Ray task holds)
     workers: int = 2  # processes robbing groups at once: the default grid fits 20 minutes on 2 cores this way
@@ -75,13 +79,17 @@ def groups(spec: GridSpec) -> list[tuple[VictimRecipe, list[Cell]]]:
     """The grid's cells in groups robbed together (one victim, seed, defense, attack and source each).
 
     An attack meets only the sources it can start from (`ATTACK_SOURCES`: JBDA its pool seeds,
-    adaptive Knockoff natural photos), so no cell appears twice under two source names.
+    adaptive Knockoff natural photos), so no cell appears twice under two source names. Each
+    held-out thief is a group of its own: it shares no query stream with another thief.
     """
     out = []
     for victim, seed, defense, attack in itertools.product(spec.victims, spec.seeds, spec.defenses, spec.attacks):
         for source in (s for s in spec.sources if s in ATTACK_SOURCES[attack]):
             cells = [Cell(victim.name, defense, source, labels, budget, seed, attack) for labels in spec.labels for budget in spec.budgets_for(attack)]
             out.append((victim, cells))
+            if (attack, source) == ("knockoff", "natural"):
+                for name in (t for t in spec.thieves if t != TUNING_THIEF):
+                    out.append((victim, [Cell(victim.name, defense, source, labels, budget, seed, attack, name) for labels in spec.labels for budget in spec.heldout_budgets]))
     return out
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeguard.attacks.thieves import POOLED, THIEVES, TUNING_THIEF
+
 METRICS = ("fidelity", "surrogate_accuracy", "victim_accuracy", "perturbation_l1")
 # the report's order of attacks, and each one's table heading
 ATTACKS = {
@@ -18,13 +20,17 @@ ATTACKS = {
 
 
 def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds for each (attack, victim, defense, source, labels, budget)."""
+    """Mean and std over seeds for each (attack, thief, victim, defense, source, labels, budget).
+
+    Rows stored before thieves had names are the tuning thief's; each row says its side."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for c in cells:
-        groups[(list(ATTACKS).index(c["attack"]), c["victim"], c["defense"], c["source"], c["labels"], c["budget"])].append(c)
+        thief = c.get("thief", TUNING_THIEF)
+        groups[(list(ATTACKS).index(c["attack"]), list(THIEVES).index(thief), c["victim"], c["defense"], c["source"], c["labels"], c["budget"])].append(c)
     rows = []
-    for (attack, victim, defense, source, labels, budget), members in sorted(groups.items()):
-        row = {"attack": list(ATTACKS)[attack], "victim": victim, "defense": defense, "source": source, "labels": labels, "budget": budget, "seeds": len(members)}
+    for (attack, thief, victim, defense, source, labels, budget), members in sorted(groups.items()):
+        name = list(THIEVES)[thief]
+        row = {"attack": list(ATTACKS)[attack], "thief": name, "side": THIEVES[name].side, "victim": victim, "defense": defense, "source": source, "labels": labels, "budget": budget, "seeds": len(members)}
         for m in METRICS:
             values = np.array([c[m] for c in members])
             row[m] = float(values.mean())
@@ -71,10 +77,41 @@ def markdown(victims: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
                 f"| {v['victim']} | {_pm(*v['accuracy'])} | " + " | ".join(_pm(*v[s]) for s in shifts)
                 + f" | {_pm(*v['transfer_kl'], pct=False)} | {_pm(*v['transfer_top1_agreement'])} | {v['seconds_per_epoch'][0]:.2f} |"
             )
-    lines += ["", "### Thieves (fidelity = % test inputs where the copy agrees with the served victim)"]
+    heldout = [r for r in rows if r["thief"] != TUNING_THIEF]
+    if heldout:
+        lines += ["", "### Held-out thieves (no default was chosen on them: attacks/thieves.py)", ""]
+        lines += _heldout_table(heldout + pooled(heldout))
+    lines += ["", "### Tuning-side thieves (DivQAT's defaults were chosen on the natural-image Knockoff thief)"]
+    lines += ["", "Fidelity = % test inputs where the copy agrees with the served victim."]
     for attack, title in ATTACKS.items():
-        lines += _thief_table(title, [r for r in rows if r["attack"] == attack])
+        lines += _thief_table(title, [r for r in rows if r["attack"] == attack and r["thief"] == TUNING_THIEF])
     return "\n".join(lines) + "\n"
+
+
+def pooled(heldout: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (victim, defense, labels, budget): the mean over held-out thieves of their seed
+    means (std: across thieves), thief "pooled". Controls (`Thief.control`) stay out of it."""
+    by: dict[tuple, list[dict]] = defaultdict(list)
+    for r in (r for r in heldout if r["thief"] in POOLED):
+        by[(r["victim"], r["defense"], r["labels"], r["budget"])].append(r)
+    out = []
+    for (victim, defense, labels, budget), members in by.items():
+        row = {"thief": "pooled", "victim": victim, "defense": defense, "labels": labels, "budget": budget, "seeds": min(m["seeds"] for m in members), "thieves": len(members)}
+        for m in METRICS:
+            values = np.array([r[m] for r in members])
+            row[m], row[m + "_std"] = float(values.mean()), float(values.std())
+        out.append(row)
+    return out
+
+
+def _heldout_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| thief | victim | defense | labels | budget | seeds | fidelity % | surrogate acc % |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['thief']} | {r['victim']} | `{r['defense']}` | {r['labels']} | {r['budget']} | {r['seeds']} "
+            f"| {_pm(r['fidelity'], r['fidelity_std'])} | {_pm(r['surrogate_accuracy'], r['surrogate_accuracy_std'])} |"
+        )
+    return lines
 
 
 def _thief_table(title: str, rows: list[dict[str, Any]]) -> list[str]:
@@ -93,13 +130,14 @@ def _thief_table(title: str, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Fidelity vs budget: a column per thief (attack + query source), a row per label kind (soft,
+    """The tuning side's fidelity vs budget: a column per thief (attack + query source), a row per label kind (soft,
     argmax), a line per victim + defense (a single point where an attack ran at one budget)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if r["thief"] == TUNING_THIEF]
     thieves = list(dict.fromkeys((r["attack"], r["source"]) for r in rows))  # rows come in report order
     kinds = [k for k in ("soft", "argmax") if any(r["labels"] == k for r in rows)]
     fig, axes = plt.subplots(len(kinds), len(thieves), figsize=(3.8 * len(thieves), 3.3 * len(kinds)), sharey=True, squeeze=False)

@@ -1,0 +1,120 @@
+"""DivQAT vs plain QAT against the held-out thieves (edgeguard/attacks/thieves.py), beside the tuning thief.
+
+The grid restricted to what issue 15's bar asks: digits, small-cnn, victims {qat, divqat} with
+their defaults, no defense stack, natural-image queries, budgets 500 and 1,000. Victims are the
+grid's (`prepare_victim`: trained once per seed and reused from --runs-dir / --export-dir), cells
+are stored as they finish in --cells (resumable: run it again per seed or per label kind). The
+summary compares, per thief, labels and budget, the seed means of the two victims (ratio =
+DivQAT / QAT fidelity) and pools the held-out thieves (controls left out), next to the honest
+cost from each export's `verified` numbers.
+
+    python benchmarks/heldout_thieves.py --seeds 0 --labels soft      # then --seeds 1, 2; --labels argmax
+    python benchmarks/heldout_thieves.py --summary-only               # the table from stored cells
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeguard.attacks.thieves import HELD_OUT_THIEVES, POOLED, THIEVES, TUNING_THIEF
+from edgeguard.evaluate.grid import GridSpec, prepare_victim, run_grid
+from edgeguard.evaluate.store import CellStore
+
+SHIFTS = ("noise_0.1", "translate_2px", "rotate_10deg")
+
+
+def summary(cells: list[dict[str, Any]], victims: dict[str, list[dict]]) -> dict[str, Any]:
+    """Per (thief, labels, budget) and pooled: each victim's mean fidelity over seeds, the ratio.
+
+    Pooled = mean over held-out thieves (controls and thieves run on fewer seeds left out) of
+    DivQAT's fidelity, over the same mean of QAT's."""
+    by: dict[tuple, dict[str, list[float]]] = {}
+    for c in cells:
+        key = (c.get("thief", TUNING_THIEF), c["labels"], c["budget"])
+        by.setdefault(key, {}).setdefault(c["victim"], []).append(c["fidelity"])
+    rows = []
+    for (thief, labels, budget), fid in sorted(by.items(), key=lambda kv: (list(THIEVES).index(kv[0][0]), kv[0][1], kv[0][2])):
+        if {"qat", "divqat"} <= fid.keys():
+            qat, div = np.mean(fid["qat"]), np.mean(fid["divqat"])
+            rows.append({
+                "thief": thief, "side": THIEVES[thief].side, "control": THIEVES[thief].control, "labels": labels, "budget": budget,
+                "seeds": min(len(fid["qat"]), len(fid["divqat"])), "qat": float(qat), "divqat": float(div), "ratio": float(div / qat),
+                "qat_std": float(np.std(fid["qat"])), "divqat_std": float(np.std(fid["divqat"])),
+            })  # fmt: skip
+    pooled = []
+    full = max((r["seeds"] for r in rows), default=0)  # a thief measured on fewer seeds is shown, not pooled
+    for labels, budget in sorted({(r["labels"], r["budget"]) for r in rows}):
+        mine = [r for r in rows if (r["labels"], r["budget"]) == (labels, budget) and r["thief"] in POOLED and r["seeds"] == full]
+        if mine:
+            qat, div = np.mean([r["qat"] for r in mine]), np.mean([r["divqat"] for r in mine])
+            worst = max(mine, key=lambda r: r["ratio"])
+            pooled.append({"labels": labels, "budget": budget, "thieves": len(mine), "qat": float(qat), "divqat": float(div), "ratio": float(div / qat), "worst_thief": worst["thief"], "worst_ratio": worst["ratio"]})
+    honest = {}
+    for name, runs in victims.items():
+        honest[name] = {"seeds": [r["seed"] for r in runs], "accuracy": float(np.mean([r["verified"]["accuracy"] for r in runs]))}
+        honest[name].update({s: float(np.mean([r["verified"]["shifted_accuracy"][s] for r in runs])) for s in SHIFTS})
+        honest[name]["seconds_per_epoch"] = float(np.mean([r["seconds_per_epoch"][r["method"]] for r in runs]))
+    return {"rows": rows, "pooled": pooled, "honest": honest}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ["| thief | side | labels | queries | seeds | QAT fidelity % | DivQAT fidelity % | ratio |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        side = r["side"] + (" (control)" if r["control"] else "")
+        lines.append(
+            f"| {r['thief']} | {side} | {r['labels']} | {r['budget']} | {r['seeds']} | {100 * r['qat']:.1f} ± {100 * r['qat_std']:.1f} "
+            f"| {100 * r['divqat']:.1f} ± {100 * r['divqat_std']:.1f} | {r['ratio']:.2f}x |"
+        )
+    lines += ["", "| pooled held-out | queries | thieves | QAT % | DivQAT % | ratio | worst thief (ratio) |", "|---|---|---|---|---|---|---|"]
+    for p in result["pooled"]:
+        lines.append(f"| {p['labels']} | {p['budget']} | {p['thieves']} | {100 * p['qat']:.1f} | {100 * p['divqat']:.1f} | {p['ratio']:.2f}x | {p['worst_thief']} ({p['worst_ratio']:.2f}x) |")
+    lines += ["", "| victim | seeds | int8 acc % | " + " | ".join(f"{s} %" for s in SHIFTS) + " | s/epoch |", "|---" * (4 + len(SHIFTS)) + "|"]
+    for name, h in result["honest"].items():
+        shifts = " | ".join(f"{100 * h[s]:.2f}" for s in SHIFTS)
+        lines.append(f"| {name} | {len(h['seeds'])} | {100 * h['accuracy']:.2f} | {shifts} | {h['seconds_per_epoch']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--labels", default="soft", help="soft, argmax or soft,argmax")
+    parser.add_argument("--thieves", default=",".join(HELD_OUT_THIEVES), help="held-out thieves (the tuning thief always runs)")
+    parser.add_argument("--budgets", default="500,1000")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--export-dir", default="export")
+    parser.add_argument("--cells", default="benchmarks/results/heldout", help="folder of the resumable cells.jsonl")
+    parser.add_argument("--out", default="benchmarks/results/divqat-heldout.json")
+    parser.add_argument("--summary-only", action="store_true")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    budgets = [int(b) for b in args.budgets.split(",")]
+    spec = GridSpec(
+        attacks=["knockoff"], sources=["natural"], defenses=["none"], labels=args.labels.split(","), budgets=budgets,
+        heldout_budgets=budgets, seeds=seeds, thieves=args.thieves.split(","), workers=args.workers,
+    )  # fmt: skip
+    folder = Path(args.cells)
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if not args.summary_only:
+        run_grid(spec, folder, Path(args.runs_dir), Path(args.export_dir))
+    victims: dict[str, list[dict]] = {}
+    for recipe in spec.victims:
+        for seed in sorted({c["seed"] for c in CellStore(folder / "cells.jsonl").rows}):
+            _, record = prepare_victim(spec, recipe, seed, Path(args.runs_dir), Path(args.export_dir))
+            victims.setdefault(recipe.name, []).append({"seed": seed, **record})
+    result = summary(CellStore(folder / "cells.jsonl").rows, victims)
+    result["seconds_this_call"] = time.perf_counter() - start
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The held-out protocol: the two sides share no photos and no recipe, every held-out thief really
+steals from served answers, and reports keep the sides apart."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from edgeguard.attacks import thieves as table
+from edgeguard.attacks.thieves import HELD_OUT, HELD_OUT_THIEVES, POOLED, THIEVES, TUNING, TUNING_THIEF
+from edgeguard.attacks.transfer import HELDOUT_PHOTOS, TransferSet, images
+from edgeguard.data.natural import SKIMAGE_PHOTOS, photos
+from edgeguard.evaluate import grid
+from edgeguard.evaluate.cells import Cell
+from edgeguard.evaluate.report import aggregate, markdown
+
+
+def test_one_tuning_thief_and_every_other_held_out():
+    assert [n for n, t in THIEVES.items() if t.side == TUNING] == [TUNING_THIEF]
+    assert set(HELD_OUT_THIEVES) == set(THIEVES) - {TUNING_THIEF}
+    assert all(THIEVES[n].side == HELD_OUT for n in HELD_OUT_THIEVES)
+    assert set(POOLED) < set(HELD_OUT_THIEVES)  # the 1/f control is held out but not pooled
+
+
+def test_held_out_photos_are_not_the_tuning_photos():
+    stems = {file.split(".")[0] for file, _ in HELDOUT_PHOTOS.values()}
+    assert not stems & set(SKIMAGE_PHOTOS) and not set(HELDOUT_PHOTOS) & set(SKIMAGE_PHOTOS)
+    tuning = {(p.shape, round(float(p.mean()), 4)) for p in photos()}
+    for kind in ("other-photos", "faces", "terrain"):
+        assert not tuning & {(p.shape, round(float(p.mean()), 4)) for p in images(kind)}, kind
+    assert all(THIEVES[n].transfer is not None for n in HELD_OUT_THIEVES)  # none queries the tuning photos
+
+
+def test_every_held_out_thief_differs_from_the_tuning_recipe_and_the_axes_are_covered():
+    tuning = THIEVES[TUNING_THIEF]
+    held = [THIEVES[n] for n in HELD_OUT_THIEVES]
+    assert all((t.recipe, t.transfer) != (tuning.recipe, tuning.transfer) for t in held)
+    assert {"lenet", "resnet8", table.WIDE_CNN} <= {t.recipe.arch for t in held}
+    assert {"sgd"} <= {t.recipe.optimizer for t in held}
+    assert any(t.recipe.mixup > 0 for t in held) and any(t.recipe.smoothing > 0 for t in held)
+    assert any(t.recipe.temperature != 1 for t in held) and any(t.recipe.candidates for t in held)
+    assert {"other-photos", "faces", "terrain", "fields"} == {t.transfer.kind for t in held}
+    assert len({t.transfer.grey for t in held}) >= 2 and len({t.transfer.crop for t in held}) >= 3
+
+
+def test_transfer_sets_are_seeded_prefixes():
+    ts = TransferSet()
+    big, small = ts.build(12, (1, 28, 28), 5), ts.build(4, (1, 28, 28), 5)
+    np.testing.assert_array_equal(big[:4], small)
+    assert big.dtype == np.float32 and 0 <= big.min() and big.max() <= 1
+    assert not np.array_equal(big, ts.build(12, (1, 28, 28), 6))
+
+
+def test_tuning_cells_keep_their_keys_and_held_out_cells_get_a_suffix():
+    assert Cell("qat", "none", "natural", "soft", 500, 0).key == "qat|none|natural|soft|500|0|knockoff"
+    assert Cell("qat", "none", "natural", "soft", 500, 0, thief="lenet").key == "qat|none|natural|soft|500|0|knockoff|lenet"
+    with pytest.raises(Exception, match="random Knockoff"):
+        Cell("qat", "none", "pool", "soft", 500, 0, thief="lenet")
+    with pytest.raises(Exception, match="unknown thief"):
+        Cell("qat", "none", "natural", "soft", 500, 0, thief="nobody")
+
+
+def test_grid_robs_each_held_out_thief_in_its_own_natural_knockoff_group():
+    spec = grid.GridSpec(seeds=[0], defenses=["none"], labels=["soft"])
+    held = [cells for _, cells in grid.groups(spec) if cells[0].thief != TUNING_THIEF]
+    assert [cells[0].thief for cells in held] == HELD_OUT_THIEVES * 2  # two victims
+    assert all(len({c.thief for c in cells}) == 1 and {c.budget for c in cells} == {500, 1000} for cells in held)
+
+
+@pytest.mark.parametrize("name", HELD_OUT_THIEVES)
+def test_each_held_out_thief_steals_from_served_answers(name, default_export, monkeypatch, torch_threads):
+    pytest.importorskip("torch")
+    from edgeguard.data import load_dataset
+    from edgeguard.evaluate.cells import ServedVictim, rob
+    from edgeguard.runtime import DeployedModel
+
+    thief = THIEVES[name]
+    monkeypatch.setitem(THIEVES, name, replace(thief, recipe=replace(thief.recipe, steps=8)))
+    data = load_dataset("digits")
+    cells = [Cell("v", "none", "natural", labels, budget, 0, thief=name) for labels in ("soft", "argmax") for budget in (30, 60)]
+    rows = rob(ServedVictim(DeployedModel.load(default_export[0]), "none"), data, cells, steps=8)
+    assert [r["queries"] for r in rows] == [30, 60, 30, 60] and all(r["thief"] == name for r in rows)
+    assert all(0.0 <= r["fidelity"] <= 1.0 and 0.0 <= r["surrogate_accuracy"] <= 1.0 for r in rows)
+
+
+def test_report_keeps_the_sides_apart():
+    cells = []
+    for thief in (TUNING_THIEF, "lenet", "fields-1f"):
+        for seed in (0, 1):
+            row = {"attack": "knockoff", "victim": "qat", "defense": "none", "source": "natural", "labels": "soft", "budget": 500, "seed": seed}
+            row.update({"fidelity": 0.5, "surrogate_accuracy": 0.5, "victim_accuracy": 0.99, "perturbation_l1": 0.0})
+            cells.append(row if thief == TUNING_THIEF else {**row, "thief": thief})  # old rows have no thief field
+    rows = aggregate(cells)
+    assert {(r["thief"], r["side"]) for r in rows} == {(TUNING_THIEF, TUNING), ("lenet", HELD_OUT), ("fields-1f", HELD_OUT)}
+    text = markdown([], rows)
+    held, tuning = text.split("### Tuning-side thieves")
+    assert "| lenet |" in held and "| fields-1f |" in held and "| pooled |" in held
+    assert "lenet" not in tuning and "fields-1f" not in tuning and "| qat | `none` | natural |" in tuning
