@@ -32,7 +32,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason='needs Ray: pip install "edgeguard[cluster]"')
 
 # One seed, one attack, one budget; two defenses x two sources: four groups of two cells.
-SPEC = grid.GridSpec(victims=[grid.VictimRecipe("qat", "qat")], defenses=["none", "reverse_sigmoid(beta=1.0,gamma=0.2)"], attacks=["knockoff"], budgets=[40], seeds=[0], thief_steps=5, workers=1)
+SPEC = grid.GridSpec(victims=[grid.VictimRecipe("qat", "qat")], defenses=["none", "reverse_sigmoid(beta=1.0,gamma=0.2)"], attacks=["knockoff"], budgets=[40], seeds=[0], thief_steps=5, workers=1, thieves=[])
 
 
 def by_key(rows: list[dict]) -> dict[str, dict]:
