@@ -17,8 +17,7 @@ import tempfile
 from pathlib import Path
 
 from edgeguard.bench.defenses import render, synthetic_export, time_defenses
-from edgeguard.errors import EdgeguardError
-from edgeguard.files import atomic_write_json
+from edgeguard.bench.script import run_script
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,18 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reps < 1 or args.warmup < 0:
         parser.error("--reps must be >= 1 and --warmup >= 0")
-    try:
+
+    def measure() -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             export = synthetic_export(Path(tmp) / "synthetic") if args.synthetic else args.export
-            result = time_defenses(export, args.synthetic, args.reps, args.warmup, args.seed)
-            result["command"] = " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-        atomic_write_json(args.out, result)
-    except EdgeguardError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(render(result))
-    print(f"saved {args.out}")
-    return 0
+            return time_defenses(export, args.synthetic, args.reps, args.warmup, args.seed)
+
+    return run_script(args, measure, render)
 
 
 if __name__ == "__main__":

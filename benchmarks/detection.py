@@ -39,13 +39,12 @@ import numpy as np
 
 from edgeguard.attacks.sources import query_set
 from edgeguard.bench.loopback import Connection, Server, http_request, predict_body, run_async
-from edgeguard.bench.timing import machine
+from edgeguard.bench.script import run_script
 from edgeguard.data import Dataset, load_dataset
 from edgeguard.data.shifts import random_shifts, shifted
 from edgeguard.errors import EdgeguardError
 from edgeguard.evaluate.detection import markdown, run_detection
 from edgeguard.export.monitor_thresholds import OOD_QUANTILE
-from edgeguard.files import atomic_write_json
 from edgeguard.manifest import Manifest
 from edgeguard.monitor import Monitor, MonitorConfig, energy
 from edgeguard.runtime import DeployedModel, softmax
@@ -193,6 +192,22 @@ def over_http(folders: list[Path], x: np.ndarray, warm: np.ndarray, tmp: Path) -
     }
 
 
+def render(result: dict[str, Any]) -> str:
+    over = result["overhead"]
+    one, server, http = over["in_process"]["1"], over["in_server"], over["over_http"]
+    lines = [markdown(result["detection"])]
+    for name, v in result["ood_scores"].items():
+        lines.append(f"{name}: out of distribution at the {OOD_QUANTILE:.0%} honest quantile: honest {v['honest_worst']:.1%} (worst condition), natural patches {v['natural']:.1%}")
+    return "\n".join(lines) + (
+        f"\nmonitor alone per query (in process): mean {one['monitor']['mean_us']:.1f} us, p50 {one['monitor']['p50_us']:.1f}, "
+        f"p99 {one['monitor']['p99_us']:.1f}; the model's logits p50 {one['model_logits']['p50_us']:.1f} us\n"
+        f"inside the server (no HTTP): monitor on - off per request, median {server['paired_difference_p50_us']:.1f} us, "
+        f"mean {server['paired_difference_mean_us']:.1f} us = {over['cpu_mean_over_served_p50']:.1%} of the served p50\n"
+        f"served p50 over HTTP: monitor off {http['served_p50_us_monitor_off']:.0f} us, on {http['served_p50_us_monitor_on']:.0f} us: "
+        f"{http['p50_difference_us']:+.1f} us ({http['p50_difference_ratio']:+.1%}; bar {OVERHEAD_BAR:.0%}: {'met' if over['within_bar'] else 'NOT met'})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--export", type=Path, required=True, help="export folder whose manifest holds monitor thresholds")
@@ -204,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/detection.json"))
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    try:
-        before = machine()
+
+    def measure() -> dict[str, Any]:
         detection = run_detection(str(args.export), seeds, args.honest_streams, args.thief_queries, args.jbda_queries)
         model = DeployedModel.load(args.export)
         config = MonitorConfig.from_dict(model.entry.monitor)
@@ -216,11 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             folders = [args.export, monitor_off_copy(args.export, Path(tmp))]
             server = in_server(folders, x, Path(tmp))
             http = over_http(folders, x, honest_stream(model, 50, seed=8), Path(tmp))
-        result = {
+        return {
             "what": "the serving monitor: when each stream is flagged (detection), and what watching costs (overhead)",
-            "machine": {**before, "load_average_at_end": machine()["load_average_1_5_15_min"]},
-            "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "detection": detection,
             "ood_scores": scores,
             "overhead": {
@@ -232,25 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                 "within_bar": http["p50_difference_ratio"] <= OVERHEAD_BAR,
             },
         }
-        atomic_write_json(args.out, result)
-    except EdgeguardError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(markdown(detection))
-    for name, v in scores.items():
-        print(f"{name}: out of distribution at the {OOD_QUANTILE:.0%} honest quantile: honest {v['honest_worst']:.1%} (worst condition), natural patches {v['natural']:.1%}")
-    over = result["overhead"]
-    one = over["in_process"]["1"]
-    print(
-        f"monitor alone per query (in process): mean {one['monitor']['mean_us']:.1f} us, p50 {one['monitor']['p50_us']:.1f}, "
-        f"p99 {one['monitor']['p99_us']:.1f}; the model's logits p50 {one['model_logits']['p50_us']:.1f} us\n"
-        f"inside the server (no HTTP): monitor on - off per request, median {server['paired_difference_p50_us']:.1f} us, "
-        f"mean {server['paired_difference_mean_us']:.1f} us = {over['cpu_mean_over_served_p50']:.1%} of the served p50\n"
-        f"served p50 over HTTP: monitor off {http['served_p50_us_monitor_off']:.0f} us, on {http['served_p50_us_monitor_on']:.0f} us: "
-        f"{http['p50_difference_us']:+.1f} us ({http['p50_difference_ratio']:+.1%}; bar {OVERHEAD_BAR:.0%}: {'met' if over['within_bar'] else 'NOT met'})"
-    )
-    print(f"saved {args.out}")
-    return 0
+
+    return run_script(args, measure, render)
 
 
 if __name__ == "__main__":

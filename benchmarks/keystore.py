@@ -37,10 +37,20 @@ from typing import Any
 
 import numpy as np
 
-from edgeguard.bench import machine, time_calls
-from edgeguard.bench.loopback import RedisServer, Server, alternate, drive, http_request, paired_difference_us, percentiles_us, predict_body, run_async
+from edgeguard.bench.loopback import (
+    RedisServer,
+    Server,
+    alternate,
+    drive,
+    http_request,
+    paired_difference_us,
+    percentiles_us,
+    predict_body,
+    run_async,
+)
+from edgeguard.bench.script import run_script
+from edgeguard.bench.timing import time_calls
 from edgeguard.errors import EdgeguardError
-from edgeguard.files import atomic_write_json
 from edgeguard.manifest import Manifest
 from edgeguard.serve import open_store
 from edgeguard.serve.keys import utc_day, utc_now
@@ -150,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 100 or args.requests < 100 or args.clients < 2 or args.clients % 2:
         parser.error("--rounds and --requests must be >= 100, --clients an even number >= 2")
-    try:
-        before = machine()
+
+    def measure() -> dict[str, Any]:
         manifest = Manifest.load(args.export)
         x = np.random.default_rng(args.seed).random((1, *manifest.input_shape), dtype=np.float32)
         body = predict_body(x)
@@ -168,29 +178,21 @@ def main(argv: list[str] | None = None) -> int:
             }
             charged = open_store(redis.url).record_named("fleet").used
         answered = sum(runs[name]["answered_with_warm_up"] for name in ("one_server_redis", "two_servers_one_redis"))
-        result = {
+        return {
             "what": "the Redis key store against the SQLite file: added latency per served request on loopback, a fleet's throughput",
             "model": f"{manifest.name} (input {list(manifest.input_shape)})",
-            "machine": {
-                **before, "redis_server": redis_version(), "redis_py": importlib.metadata.version("redis"),
-                "load_average_at_end": machine()["load_average_1_5_15_min"],
-            },
-            "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "machine": {"redis_server": redis_version(), "redis_py": importlib.metadata.version("redis")},
             "redis_settings": "appendonly yes, appendfsync everysec, no RDB snapshots, loopback TCP, no TLS, no password",
             "latency": lat,
             "in_process": inproc,
             "throughput": runs,
             "charged_equals_answered": charged == answered,
         }
-        atomic_write_json(args.out, result)
-    except EdgeguardError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(render(result))
-    print(f"saved {args.out}")
-    failed = not result["charged_equals_answered"] or any(set(t["by_status"]) != {"200"} for t in runs.values())
-    return 1 if failed else 0
+
+    def failed(result: dict[str, Any]) -> bool:
+        return not result["charged_equals_answered"] or any(set(t["by_status"]) != {"200"} for t in result["throughput"].values())
+
+    return run_script(args, measure, render, failed)
 
 
 if __name__ == "__main__":

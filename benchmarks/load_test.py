@@ -49,11 +49,10 @@ import orjson
 
 from edgeguard.bench.defenses import BATCHES, STACK
 from edgeguard.bench.loopback import Server, alternate, drive, http_request, infer_body, paired_difference_us, percentiles_us, predict_body, run_async
-from edgeguard.bench.timing import machine
+from edgeguard.bench.script import run_script
 from edgeguard.bench.timing import median_us as bench_median_us
 from edgeguard.defenses import parse_stack
 from edgeguard.errors import EdgeguardError
-from edgeguard.files import atomic_write_json
 from edgeguard.runtime import DeployedModel
 from edgeguard.serve.keys import KeyStore
 from edgeguard.serve.protocol import dumps
@@ -332,29 +331,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.requests < 1000 or args.clients < 1 or args.latency_requests < 1:
         parser.error("--requests must be >= 1000, --clients and --latency-requests >= 1")
-    try:
-        before = machine()
+
+    def measure() -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             deployments = [run_deployment(args.export, spec, args, Path(tmp)) for spec in ("none", args.defense)]
             overhead = defense_overhead(args.export, args.defense, args, Path(tmp))
         model = DeployedModel.load(args.export)
-        result = {
+        return {
             "what": "edgeguard serve on loopback: latency, throughput, server overhead, correctness",
             "model": f"{model.manifest.name} ({model.entry.file}, input {list(model.input_shape)})",
-            "machine": {**before, **versions(), "load_average_at_end": machine()["load_average_1_5_15_min"]},
-            "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "machine": versions(),
             "deployments": deployments,
             "defense_overhead": overhead,
         }
-        atomic_write_json(args.out, result)
-    except EdgeguardError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(render(result))
-    print(f"saved {args.out}")
-    failed = any(d["checks"]["server_errors_5xx"] or d["checks"]["wrong_status"] or d["checks"]["valid_answers_differing_from_local"] for d in result["deployments"])
-    return 1 if failed else 0
+
+    def failed(result: dict[str, Any]) -> bool:
+        return any(c["server_errors_5xx"] or c["wrong_status"] or c["valid_answers_differing_from_local"] for c in (d["checks"] for d in result["deployments"]))
+
+    return run_script(args, measure, render, failed)
 
 
 if __name__ == "__main__":

@@ -34,9 +34,8 @@ import orjson
 
 from edgeguard.bench.defenses import synthetic_export
 from edgeguard.bench.loopback import Server, drive, http_request, percentiles_us, predict_body, run_async
-from edgeguard.bench.timing import machine, median_us
-from edgeguard.errors import EdgeguardError
-from edgeguard.files import atomic_write_json
+from edgeguard.bench.script import run_script
+from edgeguard.bench.timing import median_us
 from edgeguard.runtime import DeployedModel
 from edgeguard.runtime.preprocess import FILE_FORMATS
 from edgeguard.serve.keys import KeyStore
@@ -131,24 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve-images.json"))
     args = parser.parse_args(argv)
-    try:
-        before = machine()
+
+    def measure() -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             big = args.export_224 or synthetic_export(Path(tmp) / "synthetic-224", size=224)
             sizes = [run_size(args.export, False, args, Path(tmp)), run_size(big, args.export_224 is None, args, Path(tmp))]
-        result = {
+        return {
             "what": "edgeguard serve on loopback, JPEG bodies (POST /predict, Content-Type: image/jpeg): latency, throughput, decode vs inference",
-            "machine": {**before, "load_average_at_end": machine()["load_average_1_5_15_min"]},
-            "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
             "sizes": sizes,
         }
-        atomic_write_json(args.out, result)
-    except EdgeguardError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(render(result))
-    print(f"saved {args.out}")
-    return 1 if any(r["answers_differing_from_local_or_not_200"] for r in sizes) else 0
+
+    return run_script(args, measure, render, lambda result: any(r["answers_differing_from_local_or_not_200"] for r in result["sizes"]))
 
 
 if __name__ == "__main__":

@@ -79,3 +79,14 @@ def test_format_names_and_suffixes_appear_only_in_the_table():
                 stray.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert stray == []
     assert FORMAT_LITERAL.search('x = "model.int8.onnx"') and FORMAT_LITERAL.search("format='tflite'")
+
+
+def test_every_benchmark_script_imports():
+    """A script's imports are checked by nothing else until someone runs it (a renamed helper once broke one)."""
+    import importlib.util
+    import sys
+
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
+        module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
+        spec.loader.exec_module(module)  # `if __name__ == "__main__"` keeps main() from running
