@@ -38,7 +38,13 @@ from typing import Any
 import numpy as np
 
 from edgeguard.attacks.sources import query_set
-from edgeguard.bench.loopback import Connection, Server, http_request, predict_body, run_async
+from edgeguard.bench.loopback import (
+    Connection,
+    Server,
+    http_request,
+    predict_body,
+    run_async,
+)
 from edgeguard.bench.script import run_script
 from edgeguard.data import Dataset, load_dataset
 from edgeguard.data.shifts import random_shifts, shifted
@@ -175,7 +181,7 @@ def over_http(folders: list[Path], x: np.ndarray, warm: np.ndarray, tmp: Path) -
             conn.close()
         return times
 
-    with Server(folders[0], dbs[0], "none", BATCH) as on, Server(folders[1], dbs[1], "none", BATCH) as off:
+    with Server(folders[0], dbs[0], max_batch=BATCH) as on, Server(folders[1], dbs[1], max_batch=BATCH) as off:
         run_async(alternate([on.port, off.port], warm))
         on_ns, off_ns = run_async(alternate([on.port, off.port], x))
     p50_off, p50_on = statistics.median(off_ns) / 1e3, statistics.median(on_ns) / 1e3

@@ -63,7 +63,7 @@ def latency(export: Path, stores: dict[str, tuple[str, str]], body: bytes, round
     """Both servers up, requests alternated; stores: name -> (--keys, key)."""
     names = list(stores)
     raws = [http_request("/predict", body, key) for _, key in stores.values()]
-    with Server(export, stores[names[0]][0], "none", 1) as first, Server(export, stores[names[1]][0], "none", 1) as second:
+    with Server(export, stores[names[0]][0], max_batch=1) as first, Server(export, stores[names[1]][0], max_batch=1) as second:
         ports = [first.port, second.port]
         run_async(alternate(ports, raws, 100))  # warm-up: connections, caches, the scripts loaded into Redis
         results = run_async(alternate(ports, raws, rounds))
@@ -104,7 +104,7 @@ def in_process(stores: dict[str, tuple[str, str]], calls: int) -> dict[str, floa
 def throughput(export: Path, keys: list[tuple[str, str]], body: bytes, clients: int, requests: int, max_seconds: float) -> dict[str, Any]:
     """One server per (--keys, key), all at once, the clients split evenly among them."""
     with contextlib.ExitStack() as running:
-        servers = [running.enter_context(Server(export, location, "none", 1)) for location, _ in keys]
+        servers = [running.enter_context(Server(export, location, max_batch=1)) for location, _ in keys]
         raws = [http_request("/predict", body, key) for _, key in keys]
 
         async def load(each: int, clients_each: int, seconds: float) -> tuple[list[Any], float]:

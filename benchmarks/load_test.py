@@ -48,7 +48,17 @@ import numpy as np
 import orjson
 
 from edgeguard.bench.defenses import BATCHES, STACK
-from edgeguard.bench.loopback import Server, alternate, drive, http_request, infer_body, paired_difference_us, percentiles_us, predict_body, run_async
+from edgeguard.bench.loopback import (
+    Server,
+    alternate,
+    drive,
+    http_request,
+    infer_body,
+    paired_difference_us,
+    percentiles_us,
+    predict_body,
+    run_async,
+)
 from edgeguard.bench.script import run_script
 from edgeguard.bench.timing import median_us as bench_median_us
 from edgeguard.defenses import parse_stack
@@ -173,7 +183,7 @@ def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Pa
     single = next(i for i, c in enumerate(cases) if c.kind == "predict_1")
     raws = [c.raw for c in cases]
 
-    with Server(export, keys_db, defense, args.max_batch) as server:
+    with Server(export, keys_db, defense=defense, max_batch=args.max_batch) as server:
         deadline = time.monotonic() + args.max_seconds
         warm, _ = run_async(drive(server.port, [single] * 50, raws, 1, deadline))
         seq, _ = run_async(drive(server.port, [single] * args.latency_requests, raws, 1, deadline))
@@ -227,7 +237,7 @@ def defense_overhead(export: Path, defense: str, args: argparse.Namespace, tmp: 
         queries[b] = (x, predict_body(x), rounds + warmup)
     served = {}
     with contextlib.ExitStack() as running:
-        ports = [running.enter_context(Server(export, db, spec, args.max_batch)).port for db, spec in zip(dbs, specs)]
+        ports = [running.enter_context(Server(export, db, defense=spec, max_batch=args.max_batch)).port for db, spec in zip(dbs, specs)]
         for b, (x, body, rounds) in queries.items():
             probs = model.predict(x)
             results = run_async(alternate(ports, [http_request("/predict", body, key) for key in keys], rounds))

@@ -33,7 +33,14 @@ import numpy as np
 import orjson
 
 from edgeguard.bench.defenses import synthetic_export
-from edgeguard.bench.loopback import Server, drive, http_request, percentiles_us, predict_body, run_async
+from edgeguard.bench.loopback import (
+    Server,
+    drive,
+    http_request,
+    percentiles_us,
+    predict_body,
+    run_async,
+)
 from edgeguard.bench.script import run_script
 from edgeguard.bench.timing import median_us
 from edgeguard.runtime import DeployedModel
@@ -73,7 +80,7 @@ def run_size(export: Path, synthetic: bool, args: argparse.Namespace, tmp: Path)
     raws = [http_request("/predict", f, key, content_type="image/jpeg") for f in files]
     rng = np.random.default_rng(args.seed)
     plan = rng.integers(0, FILES, args.requests).tolist()
-    with Server(export, keys_db, "none", 64) as server:
+    with Server(export, keys_db) as server:
         deadline = time.monotonic() + args.max_seconds
         run_async(drive(server.port, [0] * 50, raws, 1, deadline))  # warm-up
         seq, _ = run_async(drive(server.port, [i % FILES for i in range(args.latency_requests)], raws, 1, deadline))

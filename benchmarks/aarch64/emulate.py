@@ -91,7 +91,7 @@ def served_answer(export: Path, body: bytes, work: Path, guest: Guest | None, fo
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         keys = Path(tmp) / "keys.db"
         key = KeyStore(keys, create=True).add("aarch64-check")
-        server = Server(export, keys, "none", SERVED, **emulated)
+        server = Server(export, keys, max_batch=SERVED, **emulated)
         server.args += ["--format", format]  # load_test's Server serves the default file
         with server:
             return ask(server.port, key, body)

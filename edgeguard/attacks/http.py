@@ -41,19 +41,11 @@ class HttpVictim:
     answered before the refusal (what the server charged), and their answers are not returned.
     """
 
-    def __init__(
-        self,
-        url: str,
-        api_key: str,
-        model_name: str | None = None,
-        batch: int = DEFAULT_BATCH,
-        timeout: float = 60.0,
-        max_retries: int = 5,
-        max_wait: float = 60.0,
-    ):
+    def __init__(self, url: str, api_key: str, model_name: str | None = None, batch: int = DEFAULT_BATCH, **client_options: Any):
+        """`client_options`: `edgeguard.client.Client`'s (timeout, max_retries, max_wait)."""
         if batch < 1:
             raise EdgeguardError(f"batch must be >= 1 (inputs per request), got {batch}")
-        self.client = Client(url, api_key, model_name, timeout, max_retries, max_wait)
+        self.client = Client(url, api_key, model_name, **client_options)
         self.url = self.client.url
         self.model_name = model_name
         self.batch = batch

@@ -130,25 +130,28 @@ def free_port() -> int:
 
 
 class Server:
-    """`edgeguard serve` in a subprocess, stopped (SIGTERM, then SIGKILL) when the block ends.
+    """`edgeguard serve` in a subprocess (the real CLI) on a free loopback port, stopped (SIGTERM, then
+    SIGKILL) when the block ends.
 
-    `keys` is what `--keys` takes (a SQLite file or a redis:// URL). `python` is the interpreter
-    command (aarch64 under qemu: the emulator, its options and the guest python), `env` what it
-    needs beyond this process's environment, `timeout` how long start-up may take.
+    `keys` is what `--keys` takes (a SQLite file or a redis:// URL); `options` are further `serve`
+    options (a later one wins over the defaults here). `python` is the interpreter command (aarch64
+    under qemu: the emulator, its options and the guest python), `env` what it needs beyond this
+    process's environment, `timeout` how long start-up may take.
     """
 
     def __init__(
-        self, export: Path, keys: str | Path, defense: str, max_batch: int,
-        python: tuple[str, ...] = (sys.executable,), env: dict[str, str] | None = None, timeout: float = 60.0, precision: str = "int8",
+        self, export: Path, keys: str | Path, *options: str, defense: str = "none", max_batch: int = 64, precision: str = "int8",
+        python: tuple[str, ...] = (sys.executable,), env: dict[str, str] | None = None, timeout: float = 60.0,
     ):  # fmt: skip
         self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         self.timeout = timeout
         command = "from edgeguard.cli import main; main()"
         self.args = [
             *python, "-c", command, "serve", str(export), "--keys", str(keys), "--defense", defense,
-            "--host", HOST, "--port", str(self.port), "--threads", "1", "--max-batch", str(max_batch), "--precision", precision,
-        ]
+            "--host", HOST, "--port", str(self.port), "--threads", "1", "--max-batch", str(max_batch), "--precision", precision, *options,
+        ]  # fmt: skip
 
     def __enter__(self) -> "Server":
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -164,13 +167,18 @@ class Server:
         self.__exit__()
         raise EdgeguardError(f"the server did not start listening within {self.timeout:.0f} s")
 
+    def kill9(self) -> None:
+        """A crash: no shutdown, no checkpoint."""
+        self.proc.kill()
+        self.proc.wait(10)
+
     def __exit__(self, *exc: Any) -> None:
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.terminate()  # a no-op on a process already gone
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.kill9()
+        self.proc.stdout.close()
 
 
 def paired_difference_us(first: list[int], second: list[int]) -> float:
@@ -263,7 +271,7 @@ def serve_throughput(export: Path, keys: Path, precision: str, clients: tuple[in
     raws = [http_request("/predict", predict_body(x[0]), key)]
     normalised = model.normalise(x)
     out: dict[str, Any] = {"precision": precision, "file": model.entry.file, "body_bytes": len(raws[0]), "by_clients": {}}
-    with Server(export, keys, "none", 1, precision=precision) as server:
+    with Server(export, keys, max_batch=1, precision=precision) as server:
         run_async(drive(server.port, [0] * 3, raws, 1, float("inf")))  # warm-up: the first requests load caches and the session's arena
         for n in clients:
             results, seconds = run_async(drive(server.port, [0] * max(requests, 2 * n), raws, n, float("inf")))

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import numpy as np
 import pytest
 import uvicorn
 
-from edgeguard.bench.loopback import RedisServer
+from edgeguard.bench.loopback import RedisServer, Server, free_port
 from edgeguard.manifest import Manifest
 from edgeguard.serve import KeyStore, ServeConfig, Service, create_app
 
@@ -38,12 +32,6 @@ def natural(export: Path) -> np.ndarray:
     from edgeguard.data.natural import natural_patches
 
     return natural_patches(500, tuple(Manifest.load(export).input_shape), seed=7)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class Keys:
@@ -99,50 +87,11 @@ def serve(export: Path, keys: Keys) -> Iterator[Any]:
         yield start
 
 
-class ServerProcess:
-    """`edgeguard serve` as a subprocess (the real CLI), on a free port."""
-
-    def __init__(self, export: Path, keys: str | Path, *options: str):
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        command = "from edgeguard.cli import main; main()"
-        args = [sys.executable, "-c", command, "serve", str(export), "--keys", str(keys), "--port", str(self.port), *options]
-        self.proc = subprocess.Popen(args, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.proc.poll() is None, f"server exited: {self.proc.stdout.read()}"
-            assert time.monotonic() < deadline, "server did not become ready in 60 s"
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self.proc.stdout.close()
-
-
 @pytest.fixture
 def server_process(export: Path) -> Iterator[Any]:
-    started: list[ServerProcess] = []
-
-    def start(keys: str | Path, *options: str) -> ServerProcess:
-        started.append(ServerProcess(export, keys, *options))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
+    """server_process(keys, *serve options) -> a running `edgeguard serve` process (bench.loopback.Server)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda keys, *options: stack.enter_context(Server(export, keys, *options))
 
 
 @pytest.fixture
