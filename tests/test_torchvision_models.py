@@ -23,7 +23,6 @@ from edgeguard.train.quantize import convert_int8, prepare_qat  # noqa: E402
 
 SIZE = 32
 SIZES = {"shufflenet_v2_x1_0": 64}  # its int8 global mean fails in torch on a 1x1 map (32 px)
-NO_TFLITE = {"mobilenet_v3_large"}  # TFLite has no int8 hard-sigmoid
 CI_TFLITE = {"mobilenet_v2", "mobilenet_v3_large"}  # the rest take 1.5-5 min each here: `pytest -m slow`
 FLOAT_KERNELS = {"Conv", "Gemm", "MatMul", "ConvInteger", "MatMulInteger"}  # what an int8 graph must not fall back to
 
@@ -111,10 +110,6 @@ def test_tflite_route_is_int8_and_matches_torch_int8(name, tmp_path, torch_threa
 
     teacher, int8, x = qat_int8(name)
     shape = tuple(x.shape[1:])
-    if name in NO_TFLITE:
-        with pytest.raises(EdgeguardError, match="cannot take the TFLite route fully int8: TFLite has no int8 hard-sigmoid"):
-            to_pt2e(teacher, int8, shape)
-        return
     path = export_tflite(to_pt2e(teacher, int8, shape), shape, tmp_path / "m.tflite", int8=True)  # refuses float kernels
     with torch.no_grad():
         reference = int8(x).numpy()

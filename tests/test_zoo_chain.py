@@ -5,10 +5,9 @@ test_torchvision_models.py checks each architecture's int8 files against torch's
 test_imagefolder.py takes small-cnn from a folder to an attack on the file. This adds the links
 between: the run folder an architecture trains into from image files, export_run's verified files
 and manifest, the server's answers to image files, and a thief paid in the server's own queries.
-The one refused route (MobileNetV3 to TFLite) is refused by `export_run` in one sentence, and no file is written.
 
 One teacher epoch and one QAT epoch on 8 generated images per class (test_imagefolder's pictures):
-the chain is under test, not accuracy. CI runs mobilenet_v2 at 32 px to ONNX and the refusal;
+the chain is under test, not accuracy. CI runs mobilenet_v2 at 32 px to ONNX;
 `pytest -m slow` runs every model of the zoo through every route it has.
 """
 
@@ -25,21 +24,14 @@ pytest.importorskip("torchvision")
 
 from serve.conftest import thread_server  # noqa: E402
 from test_imagefolder import write_folder  # noqa: E402
-from test_torchvision_models import NO_TFLITE  # noqa: E402
 
-from edgeguard.errors import EdgeguardError  # noqa: E402
 from edgeguard.models.zoo import MODELS  # noqa: E402
 
 SIZES = {"mobilenet_v2": 64, "shufflenet_v2_x1_0": 64}  # the docs' size; ShuffleNet's int8 global mean needs > 1x1 at the end
-REFUSAL = "cannot take the TFLite route fully int8: TFLite has no int8 hard-sigmoid"
 CI = {"mobilenet_v2"}  # its ONNX chain at 32 px; TFLite files verify and calibrate one image at a time (minutes): `-m slow`
 HAS_TFLITE = importlib.util.find_spec("litert_torch") is not None
 BUDGET = 24
-
-
-def routes(name: str) -> tuple[str, ...]:
-    """The formats this model exports to (TFLite where litert-torch is installed), refused routes left out."""
-    return ("onnx",) if name in NO_TFLITE or not HAS_TFLITE else ("onnx", "tflite")
+ROUTES = ("onnx", "tflite") if HAS_TFLITE else ("onnx",)  # every model takes both
 
 
 def trained(name: str, root: Path, size: int | None = None):
@@ -56,18 +48,8 @@ def trained(name: str, root: Path, size: int | None = None):
     return train_run(cfg)
 
 
-@pytest.mark.skipif(not HAS_TFLITE, reason="the TFLite route needs litert-torch")
-def test_the_refused_route_is_one_sentence_and_writes_nothing(tmp_path, torch_threads):
-    from edgeguard.export.pipeline import export_run
-
-    run = trained("mobilenet_v3_large", tmp_path)
-    with pytest.raises(EdgeguardError, match=REFUSAL):
-        export_run(run.dir, tmp_path / "export", int8=True, formats=("tflite",))
-    assert not [p for p in (tmp_path / "export").rglob("*") if p.is_file()]
-
-
 CHAINS = [pytest.param(m, ("onnx",), 32, id=f"{m}-onnx-32px") for m in sorted(CI)] + [
-    pytest.param(m, routes(m), None, id=f"{m}-{'+'.join(routes(m))}", marks=pytest.mark.slow) for m in sorted(MODELS)
+    pytest.param(m, ROUTES, None, id=f"{m}-{'+'.join(ROUTES)}", marks=pytest.mark.slow) for m in sorted(MODELS)
 ]
 
 
