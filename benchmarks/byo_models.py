@@ -13,6 +13,7 @@ preprocessing). Last, the first run's fp32 teacher, saved in torchvision's key n
 back with `--teacher`: the run must skip teacher training and start from exactly those weights.
 
     python benchmarks/byo_models.py                                   # mobilenet_v2, resnet18, the --teacher run
+    python benchmarks/byo_models.py --models mobilenet_v2 --method qat --out benchmarks/results/byo-models-qat.json
     python benchmarks/byo_models.py --models resnet18 --epochs 2 --qat-epochs 1 --out /tmp/r.json
 """
 
@@ -96,13 +97,13 @@ def edgeguard(*args: str) -> float:
     return time.perf_counter() - start
 
 
-def flow(model: str, data: Path, tmp: Path, schedule: list[str], name: str, teacher: Path | None = None) -> dict:
+def flow(model: str, data: Path, tmp: Path, schedule: list[str], name: str, method: str, teacher: Path | None = None) -> dict:
     """train -> export --int8 and --fp32 -> the independent score, the int8 file's contents, the run's own metrics."""
     runs, export = tmp / "runs", tmp / "export"
     extra = ["--teacher", str(teacher)] if teacher else []
     train = [
         "train", "--dataset", "imagefolder", "--data-dir", str(data), "--model", model, "--image-size", "64",
-        "--method", "divqat", *schedule, *extra, "--runs-dir", str(runs), "--name", name,
+        "--method", method, *schedule, *extra, "--runs-dir", str(runs), "--name", name,
     ]  # fmt: skip
     seconds = {"train": edgeguard(*train)}
     seconds["export_int8"] = edgeguard("export", "--int8", str(runs / name), "--out", str(export))
@@ -127,11 +128,12 @@ def flow(model: str, data: Path, tmp: Path, schedule: list[str], name: str, teac
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mobilenet_v2,resnet18")
-    parser.add_argument("--train", type=int, default=80, help="train images per class")
+    parser.add_argument("--train", type=int, default=100, help="train images per class")
     parser.add_argument("--val", type=int, default=50, help="val images per class")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--qat-epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--method", default="divqat", choices=["divqat", "qat"], help="qat: what quantization alone costs, beside DivQAT's")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     schedule = ["--epochs", str(args.epochs), "--qat-epochs", str(args.qat_epochs), "--batch-size", str(args.batch_size), "--threads", "1"]
@@ -140,6 +142,7 @@ def main() -> None:
             f"{len(PHOTOS)} classes, one per scikit-image photo {list(PHOTOS)}: random square crops resized to 64x64, "
             f"JPEG and PNG; {args.train} train per class (left {VAL_FROM:.0%} of each photo), {args.val} val per class (the rest)"
         ),
+        "method": args.method,
         "schedule": schedule,
         "scoring": "numpy + Pillow + onnxruntime from manifest.json alone (benchmarks/byo_models.py: score_from_manifest)",
         "models": {},
@@ -149,7 +152,7 @@ def main() -> None:
         data = write_photo_folder(tmp / "photos", {"train": args.train, "val": args.val}, 64, seed=0)
         names = args.models.split(",")
         for model in names:
-            result["models"][model] = flow(model, data, tmp, schedule, f"byo-{model}")
+            result["models"][model] = flow(model, data, tmp, schedule, f"byo-{model}", args.method)
             print(json.dumps({model: result["models"][model]}, indent=1), flush=True)
 
         # --teacher: the first run's fp32 teacher as a torchvision user holds it (torchvision's key names)
@@ -158,7 +161,7 @@ def main() -> None:
         first = names[0]
         state = torch.load(tmp / "runs" / f"byo-{first}" / "teacher.pt", weights_only=True)
         torch.save({k.removeprefix("net."): v for k, v in state.items()}, tmp / "teacher.pt")
-        given = flow(first, data, tmp, schedule, f"byo-{first}-given", teacher=tmp / "teacher.pt")
+        given = flow(first, data, tmp, schedule, f"byo-{first}-given", args.method, teacher=tmp / "teacher.pt")
         trained = result["models"][first]
         given["vs_first_run"] = {
             "teacher_epoch_seconds": given["run_metrics"]["seconds_per_epoch"]["fp32"],
