@@ -1,117 +1,178 @@
-"""torchvision architectures on RGB 64x64: int8 ONNX accuracy vs fp32, int8 share, DivQAT's divergence.
+"""Your own photos, a real architecture: the docs' flow run as a user runs it, scored from the manifest alone.
 
-The data are GENERATED (numpy), not a real dataset: four classes of textured colour images
-(horizontal stripes, vertical stripes, discs, checkerboards; random colours, frequencies, phases,
-noise). It is fed through the training API directly (`train_teacher`, `train_student`), as an
-ImageFolder run would feed it; export is measured as `edgeguard export` measures: onnxruntime on the
-int8 and fp32 files. Brief training on 2 shared cores: it shows that the pipeline holds at real
-architecture sizes (int8-ness, accuracy kept, DivQAT's divergence on natural photographs), not how
-these models do on anyone's photos.
+The data is a folder edgeguard has never seen: 64x64 crops of four of scikit-image's bundled colour
+photographs (astronaut, coffee, chelsea, rocket), one class per source photo, saved as JPEG and PNG
+in ImageFolder layout. train/ crops come from the left 70% of each photo, val/ crops from the right
+30% that training never sees. It is photographs' content, but four photos: it shows that the flow
+holds at real architecture sizes, not how these models do on anyone's photo collection.
 
-    python benchmarks/byo_models.py                       # mobilenet_v2 and resnet18, qat and divqat
-    python benchmarks/byo_models.py --models resnet18 --epochs 2 --qat-epochs 1
+For each model, the real CLI runs as subprocesses (`edgeguard train --dataset imagefolder ...
+--method divqat`, then `edgeguard export --int8` and `--fp32`); the val split is then scored by a
+few lines of numpy + Pillow + onnxruntime that read nothing but manifest.json (not edgeguard's
+preprocessing). Last, the first run's fp32 teacher, saved in torchvision's key names, is passed
+back with `--teacher`: the run must skip teacher training and start from exactly those weights.
+
+    python benchmarks/byo_models.py                                   # mobilenet_v2, resnet18, the --teacher run
+    python benchmarks/byo_models.py --models mobilenet_v2 --method qat --out benchmarks/results/byo-models-qat.json
+    python benchmarks/byo_models.py --models resnet18 --epochs 2 --qat-epochs 1 --out /tmp/r.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
+import onnxruntime as ort
+from PIL import Image
 
-from edgeguard.data.base import ArraySplit, Dataset, Split
-from edgeguard.data.natural import natural_patches
-from edgeguard.export.onnx import contents, export_onnx
-from edgeguard.metrics import accuracy, compare
-from edgeguard.runtime import softmax
-from edgeguard.runtime.onnx import OnnxBackend
-from edgeguard.runtime.preprocess import Normaliser
-from edgeguard.train.quantize import convert_int8
-from edgeguard.train.run import TrainConfig, train_student, train_teacher
+from edgeguard.export.onnx import contents
 
 OUT = Path(__file__).parent / "results" / "byo-models.json"
-CLASSES = ["h-stripes", "v-stripes", "discs", "checkers"]
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # colour photos bundled in scikit-image's wheel
+VAL_FROM = 0.7  # val crops lie right of this fraction of the width, train crops left of it
 
 
-def generated(n: int, size: int, seed: int) -> Split:
-    """n labelled RGB images in [0, 1]: a class-specific pattern in two random colours, plus noise."""
+def write_photo_folder(root: Path, per_class: dict[str, int], size: int, seed: int) -> Path:
+    """root/{train,val}/<photo>/NNN.{jpg,png}: random square crops (side 64-160 px, or as wide as the
+    strip allows), resized to `size`, half of them mirrored; JPEG and PNG alternate."""
+    import skimage.data
+
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    x = np.empty((n, 3, size, size), np.float32)
-    y = rng.integers(0, len(CLASSES), n)
-    for i, label in enumerate(y):
-        freq, phase = rng.uniform(2, 6), rng.uniform(0, 2 * np.pi)
-        if label == 0:
-            mask = np.sin(2 * np.pi * freq * yy + phase) > 0
-        elif label == 1:
-            mask = np.sin(2 * np.pi * freq * xx + phase) > 0
-        elif label == 2:
-            cy, cx, r = rng.uniform(0.3, 0.7, 2).tolist() + [rng.uniform(0.15, 0.35)]
-            mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
-        else:
-            mask = (np.sin(2 * np.pi * freq * yy + phase) > 0) ^ (np.sin(2 * np.pi * freq * xx + phase) > 0)
-        fg, bg = rng.uniform(0, 1, (2, 3, 1, 1))
-        x[i] = np.where(mask[None], fg, bg)
-        x[i] += rng.normal(0, 0.08, (3, size, size))
-    return ArraySplit(np.clip(x, 0, 1).astype(np.float32), y.astype(np.int64))
+    for name in PHOTOS:
+        photo = getattr(skimage.data, name)()
+        h, w = photo.shape[:2]
+        cut = int(w * VAL_FROM)
+        for split, (lo, hi) in (("train", (0, cut)), ("val", (cut, w))):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class[split]):
+                side = int(rng.integers(64, min(160, hi - lo, h) + 1))
+                top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(lo, hi - side + 1))
+                crop = Image.fromarray(photo[top : top + side, left : left + side]).resize((size, size), Image.BILINEAR)
+                if rng.random() < 0.5:
+                    crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+                crop.save(folder / f"{i:03d}.jpg", quality=90) if i % 2 else crop.save(folder / f"{i:03d}.png")
+    return root
 
 
-def measure(model_name: str, data: Dataset, cfg: TrainConfig, norm: Normaliser, tmp: Path) -> dict:
+def score_from_manifest(export: Path, val: Path) -> dict[str, float]:
+    """Accuracy of every ONNX file in the export on val/, each image prepared from manifest.json alone:
+    RGB, resized to the input size (stretch, or shorter side then centre crop), /255, (x - mean) / std."""
+    m = json.loads((export / "manifest.json").read_text())
+    c, h, w = m["input_shape"]
+    mean, std = np.array(m["mean"], np.float32)[:, None, None], np.array(m["std"], np.float32)[:, None, None]
+    files = sorted(p for p in val.rglob("*") if p.suffix in (".jpg", ".png"))
+    x = []
+    for f in files:
+        img = Image.open(f).convert(m["preprocessing"]["mode"])
+        if m["preprocessing"]["resize"] == "center-crop":
+            s = max(w / img.width, h / img.height)
+            img = img.resize((round(img.width * s), round(img.height * s)), Image.BILINEAR)
+            left, top = (img.width - w) // 2, (img.height - h) // 2
+            img = img.crop((left, top, left + w, top + h))
+        a = np.asarray(img.resize((w, h), Image.BILINEAR), np.float32).reshape(h, w, c).transpose(2, 0, 1) / 255
+        x.append((a - mean) / std)
+    y = np.array([m["classes"].index(f.parent.name) for f in files])
+    out = {}
+    for entry in m["models"]:
+        if entry["file"].endswith(".onnx"):
+            session = ort.InferenceSession(str(export / entry["file"]), providers=["CPUExecutionProvider"])
+            logits = session.run(None, {session.get_inputs()[0].name: np.stack(x).astype(np.float32)})[0]
+            out[entry["precision"]] = float((logits.argmax(1) == y).mean())
+    return out
+
+
+def edgeguard(*args: str) -> float:
+    """Run `edgeguard ARGS` as a user does (a fresh process, one torch thread); return its wall seconds."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    teacher, _, _ = train_teacher(replace(cfg, model=model_name), data, norm)
-    fp32_path = export_onnx(teacher.eval(), data.input_shape, tmp / f"{model_name}.fp32.onnx")
-    fp32 = OnnxBackend(fp32_path, threads=1)
-    natural = natural_patches(500, data.input_shape, seed=10_000)
-    test_x = norm(data.test.x)
-    row = {"fp32_accuracy": accuracy(softmax(fp32.logits(test_x)), data.test.y), "teacher_seconds": time.perf_counter() - start}
-    teacher_natural = softmax(fp32.logits(norm(natural)))
-    for method in ("qat", "divqat"):
-        start = time.perf_counter()
-        qat, _ = train_student(replace(cfg, model=model_name, method=method), teacher, data.train, norm)
-        path = export_onnx(convert_int8(qat, cfg.backend), data.input_shape, tmp / f"{model_name}.{method}.onnx")
-        info = contents(path)
-        int8 = OnnxBackend(path, threads=1)
-        row[method] = {
-            "int8_onnx_accuracy": accuracy(softmax(int8.logits(test_x)), data.test.y),
-            "int8_weight_share": info["weights"].get("int8", 0) / sum(info["weights"].values()),
-            "integer_kernels": {k: v for k, v in info["runtime_ops"].items() if k.startswith("Q")},
-            "float_kernels": {k: v for k, v in info["runtime_ops"].items() if k in ("Conv", "Gemm", "MatMul")},
-            "teacher_vs_int8_on_natural_patches": compare(teacher_natural, softmax(int8.logits(norm(natural)))),
-            "seconds": time.perf_counter() - start,
-        }
-    return row
+    subprocess.run([sys.executable, "-c", "from edgeguard.cli import main; main()", *args], env=env, check=True)
+    return time.perf_counter() - start
+
+
+def flow(model: str, data: Path, tmp: Path, schedule: list[str], name: str, method: str, teacher: Path | None = None) -> dict:
+    """train -> export --int8 and --fp32 -> the independent score, the int8 file's contents, the run's own metrics."""
+    runs, export = tmp / "runs", tmp / "export"
+    extra = ["--teacher", str(teacher)] if teacher else []
+    train = [
+        "train", "--dataset", "imagefolder", "--data-dir", str(data), "--model", model, "--image-size", "64",
+        "--method", method, *schedule, *extra, "--runs-dir", str(runs), "--name", name,
+    ]  # fmt: skip
+    seconds = {"train": edgeguard(*train)}
+    seconds["export_int8"] = edgeguard("export", "--int8", str(runs / name), "--out", str(export))
+    seconds["export_fp32"] = edgeguard("export", "--fp32", str(runs / name), "--out", str(export))
+    accuracy = score_from_manifest(export / name, data / "val")
+    info = contents(export / name / "model.int8.onnx")
+    metrics = json.loads((runs / name / "metrics.json").read_text())
+    weights = info["weights"]
+    return {
+        "command": "edgeguard " + " ".join(train).replace(str(tmp), "<tmp>").replace(str(data), "<data>"),
+        "val_accuracy_from_manifest": accuracy,
+        "int8_minus_fp32_points": 100 * (accuracy["int8"] - accuracy["fp32"]),
+        "int8_weight_share": weights.get("int8", 0) / sum(weights.values()),
+        "weights": weights,
+        "runtime_ops": info["runtime_ops"],
+        "float_kernels": sorted({"Conv", "Gemm", "MatMul", "ConvInteger", "MatMulInteger"} & set(info["runtime_ops"])),
+        "run_metrics": {k: metrics[k] for k in ("teacher_source", "accuracy", "seconds_per_epoch", "params")},
+        "seconds": seconds,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mobilenet_v2,resnet18")
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--train", type=int, default=480)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--qat-epochs", type=int, default=2)
+    parser.add_argument("--train", type=int, default=100, help="train images per class")
+    parser.add_argument("--val", type=int, default=50, help="val images per class")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--qat-epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--method", default="divqat", choices=["divqat", "qat"], help="qat: what quantization alone costs, beside DivQAT's")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    train, test = generated(args.train, args.size, seed=0), generated(200, args.size, seed=1)
-    data = Dataset(f"generated-{len(CLASSES)}-patterns-{args.size}px", CLASSES, train, train, test)
-    norm = Normaliser(data.mean, data.std)
-    cfg = TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, batch_size=args.batch_size, device="cpu")
+    schedule = ["--epochs", str(args.epochs), "--qat-epochs", str(args.qat_epochs), "--batch-size", str(args.batch_size), "--threads", "1"]
     result = {
-        "data": f"{data.name}: GENERATED (numpy), {args.train} train / {len(test)} test images, RGB {args.size}x{args.size}, classes {CLASSES}",
-        "schedule": {"epochs": cfg.epochs, "qat_epochs": cfg.qat_epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "qat_lr": cfg.qat_lr, "backend": cfg.backend},
+        "data": (
+            f"{len(PHOTOS)} classes, one per scikit-image photo {list(PHOTOS)}: random square crops resized to 64x64, "
+            f"JPEG and PNG; {args.train} train per class (left {VAL_FROM:.0%} of each photo), {args.val} val per class (the rest)"
+        ),
+        "method": args.method,
+        "schedule": schedule,
+        "scoring": "numpy + Pillow + onnxruntime from manifest.json alone (benchmarks/byo_models.py: score_from_manifest)",
         "models": {},
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models.split(","):
-            result["models"][name] = measure(name, data, cfg, norm, Path(tmp))
-            print(json.dumps({name: result["models"][name]}, indent=1))
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {OUT}")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        data = write_photo_folder(tmp / "photos", {"train": args.train, "val": args.val}, 64, seed=0)
+        names = args.models.split(",")
+        for model in names:
+            result["models"][model] = flow(model, data, tmp, schedule, f"byo-{model}", args.method)
+            print(json.dumps({model: result["models"][model]}, indent=1), flush=True)
+
+        # --teacher: the first run's fp32 teacher as a torchvision user holds it (torchvision's key names)
+        import torch
+
+        first = names[0]
+        state = torch.load(tmp / "runs" / f"byo-{first}" / "teacher.pt", weights_only=True)
+        torch.save({k.removeprefix("net."): v for k, v in state.items()}, tmp / "teacher.pt")
+        given = flow(first, data, tmp, schedule, f"byo-{first}-given", args.method, teacher=tmp / "teacher.pt")
+        trained = result["models"][first]
+        given["vs_first_run"] = {
+            "teacher_epoch_seconds": given["run_metrics"]["seconds_per_epoch"]["fp32"],
+            "teacher_weights_identical": all(torch.equal(state[k], v) for k, v in torch.load(tmp / "runs" / f"byo-{first}-given" / "teacher.pt", weights_only=True).items()),
+            "same_fp32_accuracy": given["val_accuracy_from_manifest"]["fp32"] == trained["val_accuracy_from_manifest"]["fp32"],
+            "train_seconds_ratio": given["seconds"]["train"] / trained["seconds"]["train"],
+        }
+        result["teacher_given"] = {first: given}
+        print(json.dumps(result["teacher_given"], indent=1))
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -36,8 +36,26 @@ def photos() -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
+CACHED_BYTES = 64 * 2**20  # largest patch set kept for repeated calls (1,000 RGB patches of 64x64 are 49 MB)
+
+
 def natural_patches(n: int, shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
-    """n random patches shaped (C, H, W), float32 in [0, 1]; deterministic for a seed."""
+    """n random patches shaped (C, H, W), float32 in [0, 1]; deterministic for a seed.
+
+    A set is cut once per process and copied on later calls: export verifies every file on the same
+    sets (resizing 1,500 patches is most of a small model's export), and a copy keeps callers free
+    to write into theirs."""
+    if n * int(np.prod(shape)) * 4 > CACHED_BYTES:
+        return _draw(n, tuple(shape), seed)
+    return _cached(n, tuple(shape), seed).copy()
+
+
+@lru_cache(maxsize=4)
+def _cached(n: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
+    return _draw(n, shape, seed)
+
+
+def _draw(n: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return _cut(n, shape, rng, lambda i: int(rng.integers(len(photos()))))
 

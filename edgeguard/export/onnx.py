@@ -47,7 +47,7 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: Path
             except torch.onnx.errors.SymbolicValueError as e:
                 raise EdgeguardError(
                     "torch's ONNX exporter cannot write this int8 model: it has no quantized form of an op in it "
-                    f"(ShuffleNet V2's channel split is one: {str(e).splitlines()[0][:120]}); export it with --format tflite"
+                    f"({str(e).splitlines()[0][:120]}); export it with --format tflite"
                 ) from e
 
     return atomic_write(path, write)

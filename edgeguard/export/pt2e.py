@@ -30,9 +30,26 @@ from edgeguard.train.quantize import WEIGHT_RANGE
 # the enclosing block, whose eager twin holds the QFunctional with the op's output quantization
 FUNCTIONAL = (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor, torch.ops.aten.cat.default)
 REQUANTIZING = FUNCTIONAL + (torch.ops.aten.hardswish.default,)
-# ops TFLite has no int8 kernel for: litert-torch would lower them to float arithmetic between DEQUANTIZE and QUANTIZE
-NO_INT8_KERNEL = {torch.ops.aten.hardsigmoid.default: "hard-sigmoid (MobileNetV3's squeeze-excitation gates)"}
 UINT8_TO_INT8 = -128  # eager activation zero points are uint8; PT2E's (and TFLite's) are int8
+RELU6_GRID = (6 / 255, 0)  # hard-sigmoid's relu6(x + 3): [0, 6] on the eager uint8 grid
+
+
+class HardSigmoidAsRelu6(nn.Module):
+    """hard-sigmoid written as relu6(x + 3) * (1/6), the same function in ops TFLite has int8 kernels
+    for (ADD with a fused RELU6, MUL; it has no int8 hard-sigmoid). MobileNetV3's squeeze-excitation
+    gates are these. The eager int8 model rounds once, to the gate's fixed output grid; this form also
+    rounds x + 3 to RELU6_GRID, at most half a step of 6/255 before the gate's 1/256 grid."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+def _hardsigmoid_output() -> tuple[float, int]:
+    """The eager int8 hard-sigmoid's fixed output scale and zero point (torch's, for a [0, 1] range)."""
+    from torch.ao.quantization.observer import default_fixed_qparams_range_0to1_observer
+
+    observer = default_fixed_qparams_range_0to1_observer()
+    return float(observer.scale), int(observer.zero_point)
 
 
 def litert_quantizer():
@@ -97,6 +114,10 @@ def _pinned_class() -> type:
 def float_twin(teacher: nn.Module, int8: nn.Module) -> nn.Module:
     """The teacher's architecture, fused as eager conversion fuses it, holding the int8 model's dequantized weights."""
     twin = copy.deepcopy(teacher).eval().fuse(qat=False)
+    for name, m in list(twin.named_modules()):
+        if isinstance(m, nn.Hardsigmoid):
+            parent, _, child = name.rpartition(".")
+            setattr(twin.get_submodule(parent), child, HardSigmoidAsRelu6())
     modules = dict(twin.named_modules())
     for name, q in int8.named_modules():
         if not callable(getattr(q, "weight", None)):
@@ -119,20 +140,22 @@ def _owner(modules: dict[str, nn.Module], path: str) -> nn.Module | None:
     return None
 
 
-def _output_quantizer(modules: dict[str, nn.Module], node: fx.Node) -> nn.Module:
-    """The eager module whose output scale and zero point the value of `node` has."""
+def _output_quantizer(modules: dict[str, nn.Module], node: fx.Node) -> tuple[float, int]:
+    """The (scale, uint8 zero point) of the value of `node`: the eager module's that computes it."""
     start = node
     while True:
         if node.op == "placeholder":
-            return modules["quant"]
+            return _qparams(modules["quant"])
         stack = list((node.meta.get("nn_module_stack") or {}).values())
         path = stack[-1][0] if stack else ""
+        if isinstance(modules.get(path), nn.Hardsigmoid):  # HardSigmoidAsRelu6's two steps
+            return _hardsigmoid_output() if node.target == torch.ops.aten.mul.Tensor else RELU6_GRID
         owner = _owner(modules, path)
         if owner is not None:
-            return owner
+            return _qparams(owner)
         adds = [c for c in modules[path].children() if isinstance(c, QFunctional)] if node.target in FUNCTIONAL and path in modules else []
         if len(adds) == 1:
-            return adds[0]
+            return _qparams(adds[0])
         if node.target in FUNCTIONAL or not node.args or not isinstance(node.args[0], fx.Node):
             raise EdgeguardError(
                 f"cannot tell which quantization of the eager int8 model applies to '{node.name}' ({node.target}, "
@@ -141,16 +164,24 @@ def _output_quantizer(modules: dict[str, nn.Module], node: fx.Node) -> nn.Module
         node = node.args[0]  # pooling, flatten: the input's quantization passes through
 
 
-def _pinned(modules: dict[str, nn.Module], observed: fx.Node) -> nn.Module:
+def _qparams(module: nn.Module) -> tuple[float, int]:
+    return float(module.scale), int(module.zero_point)
+
+
+def _pinned(modules: dict[str, nn.Module], observed: fx.Node, graph: fx.GraphModule) -> nn.Module:
     pinned = _pinned_class()
     lo, hi = WEIGHT_RANGE
+    owner = _owner(modules, observed.target.rsplit(".", 1)[0]) if observed.op == "get_attr" else None
+    if observed.op == "get_attr" and owner is None:  # a constant of HardSigmoidAsRelu6 (3 or 1/6): exact on its own grid
+        bound = float(getattr(graph, observed.target).abs().max())
+        return pinned(bound / 127, 0, torch.per_tensor_symmetric, -127, 127)
     if observed.op == "get_attr":  # a weight: 'features.0.0.0.weight' -> eager 'features.0.0'
-        w = _owner(modules, observed.target.rsplit(".", 1)[0]).weight()
+        w = owner.weight()
         if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
             return pinned(w.q_per_channel_scales(), w.q_per_channel_zero_points(), torch.per_channel_symmetric, lo, hi, int(w.q_per_channel_axis()))
         return pinned(w.q_scale(), w.q_zero_point(), torch.per_tensor_symmetric, lo, hi)
-    q = _output_quantizer(modules, observed)
-    return pinned(float(q.scale), int(q.zero_point) + UINT8_TO_INT8, torch.per_tensor_affine, -128, 127)
+    scale, zero_point = _output_quantizer(modules, observed)
+    return pinned(scale, zero_point + UINT8_TO_INT8, torch.per_tensor_affine, -128, 127)
 
 
 def to_pt2e(teacher: nn.Module, int8: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
@@ -160,14 +191,11 @@ def to_pt2e(teacher: nn.Module, int8: nn.Module, input_shape: tuple[int, ...]) -
 
     example = (torch.zeros(1, *input_shape),)
     graph = torch.export.export(float_twin(teacher, int8), example).module()
-    for node in graph.graph.nodes:
-        if node.target in NO_INT8_KERNEL:
-            raise EdgeguardError(f"this model cannot take the TFLite route fully int8: TFLite has no int8 {NO_INT8_KERNEL[node.target]} kernel; export it to ONNX")
     prepared = prepare_pt2e(graph, litert_quantizer())
     modules = dict(int8.named_modules())
     for node in prepared.graph.nodes:
         if node.op == "call_module" and isinstance(getattr(prepared, node.target), ObserverBase):
-            setattr(prepared, node.target, _pinned(modules, node.args[0]))
+            setattr(prepared, node.target, _pinned(modules, node.args[0], prepared))
     converted = convert_pt2e(prepared, fold_quantize=False)
     # traced from an eval-mode twin, so inference semantics are in the graph; the flag says so to converters
     # (an exported graph refuses .eval(), hence the base class's method)

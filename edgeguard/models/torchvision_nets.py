@@ -10,6 +10,7 @@ with a 3x3 stride-1 stem and no max-pool: the DivQAT authors' victim for 32x32 i
 
 from __future__ import annotations
 
+import types
 from typing import Callable
 
 import torch
@@ -29,6 +30,22 @@ ARCHS: dict[str, tuple[Callable[..., nn.Module], str | None]] = {
     "shufflenet_v2_x1_0": (tvq.shufflenet_v2_x1_0, "ShuffleNet_V2_X1_0_Weights"),
 }
 PREFIX = "net."  # torchvision's key names live under self.net
+
+
+def shufflenet_block_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's ShuffleNet V2 block, its channel split and shuffle written in ops torch's ONNX
+    exporter has quantized forms of: `chunk(2)` becomes a reshape to (2, C/2) and two selects (the
+    exporter has no quantized Slice), and the shapes are constants so that onnxruntime keeps the data
+    movement on int8 (a shape read from a dequantized tensor keeps every Reshape on float). The same
+    function: the halves and the shuffled order are torchvision's, element for element."""
+    c, h, w = (int(s) for s in x.shape[1:])
+    if self.stride == 1:
+        halves = x.reshape(-1, 2, c // 2, h, w)
+        out = self.cat.cat([halves.select(1, 0), self.branch2(halves.select(1, 1))], dim=1)
+    else:
+        out = self.cat.cat([self.branch1(x), self.branch2(x)], dim=1)
+    c, h, w = (int(s) for s in out.shape[1:])  # a stride-2 block halved h and w
+    return out.reshape(-1, 2, c // 2, h, w).transpose(1, 2).reshape(-1, c, h, w)
 
 
 def _set(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -59,6 +76,10 @@ class TorchvisionNet(QuantizableNet):
         path, conv = first_conv(net)
         if in_channels != conv.in_channels:
             _set(net, path, nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None))
+        if arch.startswith("shufflenet"):
+            for m in net.modules():
+                if isinstance(m, tvq.shufflenetv2.QuantizableInvertedResidual):
+                    m.forward = types.MethodType(shufflenet_block_forward, m)  # on the instance: fuse_model matches the type
         self.arch, self.net = arch, net
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
