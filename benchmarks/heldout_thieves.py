@@ -10,6 +10,11 @@ cost from each export's `verified` numbers.
 
     python benchmarks/heldout_thieves.py --seeds 0 --labels soft      # then --seeds 1, 2; --labels argmax
     python benchmarks/heldout_thieves.py --summary-only               # the table from stored cells
+    python benchmarks/heldout_thieves.py --seeds 0 --variants '{"div-uniform1": {"target": "uniform", "lam": 1}}'
+
+--variants adds DivQAT victims with other options (their runs are reused from --runs-dir when
+`benchmarks/divqat_variants.py --runs-dir` saved them under the same name); each is summarised
+against plain QAT as the defaults are, under "variants" in --out.
 """
 
 from __future__ import annotations
@@ -23,29 +28,35 @@ from typing import Any
 import numpy as np
 
 from edgeguard.attacks.thieves import HELD_OUT_THIEVES, POOLED, THIEVES, TUNING_THIEF
-from edgeguard.evaluate.grid import GridSpec, prepare_victim, run_grid
+from edgeguard.evaluate.grid import GridSpec, VictimRecipe, prepare_victim, run_grid
 from edgeguard.evaluate.store import CellStore
 
 SHIFTS = ("noise_0.1", "translate_2px", "rotate_10deg")
 
 
-def summary(cells: list[dict[str, Any]], victims: dict[str, list[dict]]) -> dict[str, Any]:
+def summary(cells: list[dict[str, Any]], victims: dict[str, list[dict]], victim: str = "divqat") -> dict[str, Any]:
     """Per (thief, labels, budget) and pooled: each victim's mean fidelity over seeds, the ratio.
 
     Pooled = mean over held-out thieves (controls and thieves run on fewer seeds left out) of
-    DivQAT's fidelity, over the same mean of QAT's."""
-    by: dict[tuple, dict[str, list[float]]] = {}
+    DivQAT's fidelity, over the same mean of QAT's. `victim` names the DivQAT victim (the defaults,
+    or a --variants one); QAT's seeds are those the victim has, so a variant run on fewer seeds is
+    compared on the same ones."""
+    by: dict[tuple, dict[str, dict[int, float]]] = {}
     for c in cells:
         key = (c.get("thief", TUNING_THIEF), c["labels"], c["budget"])
-        by.setdefault(key, {}).setdefault(c["victim"], []).append(c["fidelity"])
+        by.setdefault(key, {}).setdefault(c["victim"], {})[c["seed"]] = c["fidelity"]
     rows = []
     for (thief, labels, budget), fid in sorted(by.items(), key=lambda kv: (list(THIEVES).index(kv[0][0]), kv[0][1], kv[0][2])):
-        if {"qat", "divqat"} <= fid.keys():
-            qat, div = np.mean(fid["qat"]), np.mean(fid["divqat"])
+        if {"qat", victim} <= fid.keys():
+            seeds = sorted(fid["qat"].keys() & fid[victim].keys())
+            if not seeds:
+                continue
+            q, d = [fid["qat"][s] for s in seeds], [fid[victim][s] for s in seeds]
+            qat, div = np.mean(q), np.mean(d)
             rows.append({
                 "thief": thief, "side": THIEVES[thief].side, "control": THIEVES[thief].control, "labels": labels, "budget": budget,
-                "seeds": min(len(fid["qat"]), len(fid["divqat"])), "qat": float(qat), "divqat": float(div), "ratio": float(div / qat),
-                "qat_std": float(np.std(fid["qat"])), "divqat_std": float(np.std(fid["divqat"])),
+                "seeds": len(seeds), "qat": float(qat), "divqat": float(div), "ratio": float(div / qat),
+                "qat_std": float(np.std(q)), "divqat_std": float(np.std(d)),
             })  # fmt: skip
     pooled = []
     full = max((r["seeds"] for r in rows), default=0)  # a thief measured on fewer seeds is shown, not pooled
@@ -57,6 +68,8 @@ def summary(cells: list[dict[str, Any]], victims: dict[str, list[dict]]) -> dict
             pooled.append({"labels": labels, "budget": budget, "thieves": len(mine), "qat": float(qat), "divqat": float(div), "ratio": float(div / qat), "worst_thief": worst["thief"], "worst_ratio": worst["ratio"]})
     honest = {}
     for name, runs in victims.items():
+        if name not in ("qat", victim):
+            continue
         honest[name] = {"seeds": [r["seed"] for r in runs], "accuracy": float(np.mean([r["verified"]["accuracy"] for r in runs]))}
         honest[name].update({s: float(np.mean([r["verified"]["shifted_accuracy"][s] for r in runs])) for s in SHIFTS})
         honest[name]["seconds_per_epoch"] = float(np.mean([r["seconds_per_epoch"][r["method"]] for r in runs]))
@@ -93,12 +106,15 @@ def main() -> None:
     parser.add_argument("--cells", default="benchmarks/results/heldout", help="folder of the resumable cells.jsonl")
     parser.add_argument("--out", default="benchmarks/results/divqat-heldout.json")
     parser.add_argument("--summary-only", action="store_true")
+    parser.add_argument("--variants", default="{}", help="JSON {victim name: DivQAT options}: more DivQAT victims beside the defaults")
     args = parser.parse_args()
+    variants = json.loads(args.variants)
     seeds = [int(s) for s in args.seeds.split(",")]
     budgets = [int(b) for b in args.budgets.split(",")]
     spec = GridSpec(
         attacks=["knockoff"], sources=["natural"], defenses=["none"], labels=args.labels.split(","), budgets=budgets,
         heldout_budgets=budgets, seeds=seeds, thieves=args.thieves.split(","), workers=args.workers,
+        victims=[VictimRecipe("qat", "qat"), VictimRecipe("divqat", "divqat"), *(VictimRecipe(n, "divqat", o) for n, o in variants.items())],
     )  # fmt: skip
     folder = Path(args.cells)
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,14 +122,21 @@ def main() -> None:
     if not args.summary_only:
         run_grid(spec, folder, Path(args.runs_dir), Path(args.export_dir))
     victims: dict[str, list[dict]] = {}
+    rows = CellStore(folder / "cells.jsonl").rows
     for recipe in spec.victims:
-        for seed in sorted({c["seed"] for c in CellStore(folder / "cells.jsonl").rows}):
+        for seed in sorted({c["seed"] for c in rows if c["victim"] == recipe.name}):
             _, record = prepare_victim(spec, recipe, seed, Path(args.runs_dir), Path(args.export_dir))
             victims.setdefault(recipe.name, []).append({"seed": seed, **record})
-    result = summary(CellStore(folder / "cells.jsonl").rows, victims)
+    out = Path(args.out)
+    stored = json.loads(out.read_text()).get("variants", {}) if out.exists() else {}
+    result = summary(rows, victims)
+    result["variants"] = {**stored, **{name: summary(rows, victims, name) for name in variants}}
     result["seconds_this_call"] = time.perf_counter() - start
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    out.write_text(json.dumps(result, indent=1))
     print(markdown(result))
+    for name in variants:
+        print(f"\n#### {name}: {variants[name]}\n")
+        print(markdown(result["variants"][name]))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ def train_options(f: Callable) -> Callable:
         click.option("--div-noise", type=float, help="DivQAT: noise amplitude of mixup probe inputs."),
         click.option("--smooth", type=int, help="DivQAT: coarseness of mixup probe noise (1 = pixel noise)."),
         click.option("--anchor", type=float, help="DivQAT: weight of KL(teacher||student) on clean data."),
+        click.option("--sharpen", type=float, help="DivQAT: weight of the entropy of probe answers (concentrates each on one class)."),
+        click.option("--probe-target", type=click.Choice(["away", "uniform", "fixed"]), help="DivQAT: pull probe answers to one fixed class (default), to the uniform distribution, or push them away from the teacher (the former default, with --lam 2)."),
         click.option("--seed", default=0, show_default=True),
         click.option("--epochs", default=20, show_default=True, help="fp32 teacher epochs."),
         click.option("--qat-epochs", default=8, show_default=True),
@@ -72,7 +74,7 @@ def train_options(f: Callable) -> Callable:
 
 
 TUNING_OPTIONS = ("batch_size", "lr", "qat_lr")
-DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "probe_noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn"}
+DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "probe_noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn", "probe_target": "target", "sharpen": "sharpen"}
 
 
 def _config(**kw: Any):

@@ -143,3 +143,60 @@ def test_divqat_trains_every_zoo_model_on_both_backends(name, shape, backend, to
     int8 = convert_int8(student, backend)
     assert any("quantized" in type(m).__module__ for m in int8.modules())
     assert torch.isfinite(int8(x)).all()
+
+
+def test_teacher_free_probe_targets_pull_to_uniform_or_one_class():
+    t = torch.tensor([[4.0, 1.0, 0.0], [0.0, 3.0, 0.5]])
+    s = torch.tensor([[1.0, 2.0, 0.0], [0.2, 0.1, 2.0]])
+    y, x = torch.tensor([0, 1]), torch.zeros(2, 1)
+    log_ps = F.log_softmax(s, 1)
+    uniform_kl = (torch.full_like(s, 1 / 3) * (torch.log(torch.tensor(1 / 3)) - log_ps)).sum(1)  # KL(u || p_Q) by hand
+    for target, term in (("uniform", uniform_kl), ("fixed", -log_ps[:, 0])):
+        loss = DivQATLoss(lam=0.7, inputs="clean", anchor=0.0, target=target)
+        assert torch.allclose(loss(x, y, Fixed(s), Fixed(t)), F.cross_entropy(s, y) + 0.7 * term.mean(), atol=1e-6)
+        # the teacher plays no part: any teacher gives the same loss
+        assert torch.allclose(loss(x, y, Fixed(s), Fixed(-t)), loss(x, y, Fixed(s), Fixed(t)))
+    # met targets cost nothing: a uniform answer for "uniform"
+    assert DivQATLoss(lam=1.0, inputs="clean", anchor=0.0, target="uniform")(x, y, Fixed(torch.zeros(2, 3)), Fixed(t)).item() == pytest.approx(
+        F.cross_entropy(torch.zeros(2, 3), y).item(), abs=1e-6
+    )
+    # on probes the gradient of the probe term moves the student's answers towards class 0 ("fixed")
+    student = Fixed(torch.zeros(4, 3))
+    (DivQATLoss(lam=1.0, inputs="fields", anchor=0.0, target="fixed")(torch.zeros(4, 1, 8, 8), torch.tensor([1, 1, 2, 2]), _Probed(student), Fixed(t[:1])) ).backward()
+    assert student.offset.grad[0] < 0  # descending raises class 0's logit
+    with pytest.raises(ValueError, match="target"):
+        DivQATLoss(target="teacher")
+    assert (DivQATLoss().target, DivQATLoss().lam) == ("fixed", 0.3)  # the defaults chosen on the tuning side (docs/divqat.md)
+    assert TrainConfig(method="divqat", method_options={"target": "uniform"}).loss().target == "uniform"
+    with pytest.raises(EdgeguardError, match="target"):
+        TrainConfig(method="divqat", method_options={"target": "nowhere"}).loss()
+
+
+class _Probed(nn.Module):
+    """Answers any input with the wrapped module's logits (one row per input)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)[: len(x)]
+
+
+def test_sharpen_adds_the_entropy_of_probe_answers():
+    t = torch.tensor([[4.0, 1.0, 0.0], [0.0, 3.0, 0.5]])
+    s = torch.tensor([[1.0, 2.0, 0.0], [0.2, 0.1, 2.0]])
+    y, x = torch.tensor([0, 1]), torch.zeros(2, 1)
+    ps = F.softmax(s, 1)
+    entropy = -(ps * ps.log()).sum(1).mean()
+    for target in ("away", "uniform"):
+        base = DivQATLoss(lam=0.3, margin=10.0, inputs="clean", anchor=0.0, target=target)
+        sharp = DivQATLoss(lam=0.3, margin=10.0, inputs="clean", anchor=0.0, target=target, sharpen=0.5)
+        assert torch.allclose(sharp(x, y, Fixed(s), Fixed(t)), base(x, y, Fixed(s), Fixed(t)) + 0.5 * entropy, atol=1e-6)
+    # with lam 0 the entropy term alone still acts, and a one-hot-like answer costs (almost) nothing
+    only = DivQATLoss(lam=0.0, inputs="clean", anchor=0.0, sharpen=1.0)
+    assert only(x, y, Fixed(s), Fixed(t)).item() == pytest.approx((F.cross_entropy(s, y) + entropy).item(), abs=1e-6)
+    confident = torch.tensor([[30.0, 0.0, 0.0], [0.0, 30.0, 0.0]])
+    assert only(x, y, Fixed(confident), Fixed(t)).item() < 1e-6
+    with pytest.raises(ValueError):
+        DivQATLoss(sharpen=-1.0)

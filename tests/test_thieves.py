@@ -7,19 +7,45 @@ import numpy as np
 import pytest
 
 from edgeguard.attacks import thieves as table
-from edgeguard.attacks.thieves import HELD_OUT, HELD_OUT_THIEVES, POOLED, THIEVES, TUNING, TUNING_THIEF
-from edgeguard.attacks.transfer import HELDOUT_PHOTOS, TransferSet, images
+from edgeguard.attacks.thieves import HELD_OUT, HELD_OUT_THIEVES, POOLED, THIEVES, TUNING, TUNING_THIEF, TUNING_THIEVES
+from edgeguard.attacks.transfer import HELDOUT_PHOTOS, TUNING_KINDS, TransferSet, images
 from edgeguard.data.natural import SKIMAGE_PHOTOS, photos
 from edgeguard.evaluate import grid
 from edgeguard.evaluate.cells import Cell
 from edgeguard.evaluate.report import aggregate, markdown
 
 
-def test_one_tuning_thief_and_every_other_held_out():
-    assert [n for n, t in THIEVES.items() if t.side == TUNING] == [TUNING_THIEF]
-    assert set(HELD_OUT_THIEVES) == set(THIEVES) - {TUNING_THIEF}
+def test_the_tuning_thieves_and_every_other_held_out():
+    assert TUNING_THIEVES == [TUNING_THIEF, "probe-fields", "textures"]
+    assert set(HELD_OUT_THIEVES) == set(THIEVES) - set(TUNING_THIEVES)
     assert all(THIEVES[n].side == HELD_OUT for n in HELD_OUT_THIEVES)
     assert set(POOLED) < set(HELD_OUT_THIEVES)  # the 1/f control is held out but not pooled
+    # the extra tuning thieves change the images only: the tuning thief's recipe, synthetic sets of their own
+    tuning = THIEVES[TUNING_THIEF]
+    assert all(THIEVES[n].recipe == tuning.recipe and THIEVES[n].transfer.kind in TUNING_KINDS for n in TUNING_THIEVES[1:])
+
+
+def test_tuning_and_held_out_transfer_sets_share_no_kind_and_no_images():
+    pytest.importorskip("torch")  # the probe-fields thief draws DivQAT's own probes
+    from edgeguard.data import load_dataset
+
+    digits = load_dataset("digits")
+    held = {THIEVES[n].transfer.kind for n in HELD_OUT_THIEVES}
+    assert not held & set(TUNING_KINDS) and {THIEVES[n].transfer.kind for n in TUNING_THIEVES[1:]} == set(TUNING_KINDS)
+    shape = digits.input_shape
+    held_images = np.concatenate([THIEVES[n].queries(digits, 20, 0) for n in HELD_OUT_THIEVES if n in ("fields-1f", "terrain", "small-crops")])
+    for name in TUNING_THIEVES[1:]:
+        q = THIEVES[name].queries(digits, 20, 0)
+        assert q.shape == (20, *shape) and q.dtype == np.float32 and 0 <= q.min() and q.max() <= 1
+        np.testing.assert_array_equal(q[:5], THIEVES[name].queries(digits, 5, 0))  # budgets are prefixes
+        assert not np.array_equal(q, THIEVES[name].queries(digits, 20, 1))
+        assert min(np.abs(a - b).max() for a in q for b in held_images) > 0.05  # no query is a held-out one
+        assert q.std((1, 2, 3)).min() > 0.01  # every query is an image, not a flat grey
+
+
+def test_the_grid_robs_no_extra_tuning_thief_by_default():
+    spec = grid.GridSpec(seeds=[0], defenses=["none"], labels=["soft"])
+    assert not {c.thief for _, cells in grid.groups(spec) for c in cells} & set(TUNING_THIEVES[1:])
 
 
 def test_held_out_photos_are_not_the_tuning_photos():
@@ -29,6 +55,7 @@ def test_held_out_photos_are_not_the_tuning_photos():
     for kind in ("other-photos", "faces", "terrain"):
         assert not tuning & {(p.shape, round(float(p.mean()), 4)) for p in images(kind)}, kind
     assert all(THIEVES[n].transfer is not None for n in HELD_OUT_THIEVES)  # none queries the tuning photos
+    assert all(THIEVES[n].transfer.kind not in TUNING_KINDS for n in HELD_OUT_THIEVES)
 
 
 def test_every_held_out_thief_differs_from_the_tuning_recipe_and_the_axes_are_covered():

@@ -5,8 +5,11 @@ defaults, chosen with the grid's own Knockoff thief, gave 0.46x plain QAT's fide
 thief and 0.77x against one from another code base). So every thief-side choice is split:
 
 - **tuning side**: `knockoff`, the grid's thief (19 bundled photos, `edgeguard.data.natural`;
-  small-cnn; 250 Adam steps; `attacks.surrogate.train_surrogate`). DivQAT's options, and any
-  benchmark that picks them (benchmarks/divqat_variants.py), may look at it.
+  small-cnn; 250 Adam steps; `attacks.surrogate.train_surrogate`), and, with its recipe, two
+  thieves of synthetic images no held-out thief queries: `probe-fields` (DivQAT's own probe
+  generator) and `textures` (drawn gratings and dead leaves). DivQAT's options, and any
+  benchmark that picks them (benchmarks/divqat_variants.py), may look at them. The grid
+  (`edgeguard evaluate`) runs `knockoff` only; the other two are for tuning.
 - **held-out side**: every other row. No default is chosen by looking at them; they are measured
   and reported (`edgeguard evaluate`, benchmarks/heldout_thieves.py). Each is a real attack or a
   common practitioner's choice, and each queries images disjoint from the tuning side's photos
@@ -67,15 +70,18 @@ class Thief:
     control: bool = False  # held out from tuning, but built like DivQAT's probes: not pooled with the others
 
     def queries(self, data: Dataset, n: int, seed: int) -> np.ndarray:
-        """n transfer images of a held-out thief; a smaller budget's are a prefix."""
+        """n transfer images of a thief with its own transfer set; a smaller budget's are a prefix."""
         if self.transfer is None:
             raise EdgeguardError(f"thief '{self.name}' queries the grid's sources (attacks.sources)")
-        return self.transfer.build(n, data.input_shape, 2_000 + seed)  # not the tuning side's 1_000 + seed
+        # held-out queries are seeded 2_000 + seed, never the tuning side's 1_000 + seed
+        return self.transfer.build(n, data.input_shape, (1_000 if self.side == TUNING else 2_000) + seed, (data.mean, data.std))
 
 
 PHOTOS = TransferSet()  # held-out photos, 10-50% crops, ITU-R 709 grey
 THIEVES: dict[str, Thief] = {t.name: t for t in (
     Thief(TUNING_THIEF, TUNING, "Knockoff, random sampling: the grid's thief (19 bundled photos, small-cnn, 250 Adam steps)"),
+    Thief("probe-fields", TUNING, "Knockoff querying DivQAT's own probe generator (random_fields), tuning side only", transfer=TransferSet("probes", grey="luma601")),
+    Thief("textures", TUNING, "Knockoff on drawn textures: gratings and dead-leaves discs (tuning side only)", transfer=TransferSet("textures", grey="luma601")),
     Thief("other-photos", HELD_OUT, "Knockoff on photos the tuning side never used, cut and greyed another way", transfer=PHOTOS),
     Thief("lenet", HELD_OUT, "Knockoff with a LeNet surrogate (conv 20-5, conv 50-5, fc 500)", Recipe(arch="lenet"), PHOTOS),
     Thief("resnet8", HELD_OUT, "Knockoff with a ResNet-8 surrogate", Recipe(arch="resnet8"), PHOTOS),
@@ -90,6 +96,7 @@ THIEVES: dict[str, Thief] = {t.name: t for t in (
     Thief("terrain", HELD_OUT, "Knockoff on elevation maps: natural textures", transfer=TransferSet("terrain", (0.05, 0.5))),
     Thief("fields-1f", HELD_OUT, "control: synthetic 1/f images, the family DivQAT's default probes come from", transfer=TransferSet("fields"), control=True),
 )}  # fmt: skip
+TUNING_THIEVES = [name for name, t in THIEVES.items() if t.side == TUNING]  # what a tuning-side choice may look at
 HELD_OUT_THIEVES = [name for name, t in THIEVES.items() if t.side == HELD_OUT]
 POOLED = [name for name in HELD_OUT_THIEVES if not THIEVES[name].control]  # what a pooled held-out number averages
 

@@ -11,6 +11,12 @@ so that a number measured with them says how a defense does against data it neve
 - `fields`: synthetic 1/f noise images, a *control*: DivQAT's default probes are such fields, so
   a thief who queries them is the one DivQAT was trained against, not a held-out one in spirit.
 
+Two synthetic kinds belong to the *tuning* side (issue 15: a wider tuning side that may inform a
+default, disjoint from every held-out set): `probes`, DivQAT's own probe generator
+(`train.losses.random_fields`, octave sums, not the held-out control's Fourier spectra) mapped
+back to pixels, and `textures`, gratings (sums of oriented sine or square waves) and dead-leaves
+images (overlapping discs of random grey, power-law radii) — drawn, not cut from any image.
+
 Crop scale (a fraction of the short side) and the colour-to-grey conversion are the thief's too.
 Every image is drawn from a generator seeded per query index, so a budget-b transfer set is a
 prefix of any larger one: one answered stream serves every budget (`evaluate.cells.rob`).
@@ -32,7 +38,8 @@ HELDOUT_PHOTOS = {
     "minduka_present": ("Minduka_Present_Blue_Pack.png", "matplotlib"),
 }
 TERRAIN = ("jacksboro_fault_dem.npz", "topobathy.npz")  # matplotlib sample elevation maps
-KINDS = ("other-photos", "faces", "terrain", "fields")
+KINDS = ("other-photos", "faces", "terrain", "fields", "probes", "textures")
+TUNING_KINDS = ("probes", "textures")  # synthetic sets of the tuning side's extra thieves (attacks.thieves)
 # colour -> grey: ITU-R 601 luma (the tuning side's), ITU-R 709 luma, the plain channel mean, the green channel
 GREYS = {"luma601": (0.299, 0.587, 0.114), "luma709": (0.2126, 0.7152, 0.0722), "mean": (1 / 3, 1 / 3, 1 / 3), "green": (0.0, 1.0, 0.0)}
 
@@ -84,8 +91,13 @@ class TransferSet:
         if self.kind not in KINDS or self.grey not in GREYS or not 0 < self.crop[0] <= self.crop[1] <= 1:
             raise ValueError(f"bad transfer set {self}: kind in {KINDS}, grey in {tuple(GREYS)}, 0 < crop[0] <= crop[1] <= 1")
 
-    def build(self, n: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
-        """n queries (n, C, H, W) float32 in [0, 1]; query i depends on (seed, i) only."""
+    def build(self, n: int, shape: tuple[int, int, int], seed: int, stats: tuple[list[float], list[float]] | None = None) -> np.ndarray:
+        """n queries (n, C, H, W) float32 in [0, 1]; query i depends on (seed, i) only. `probes`
+        needs the data's (mean, std): DivQAT draws its probes in normalised units."""
+        if self.kind == "probes":
+            if stats is None:
+                raise ValueError("probe queries need the data's (mean, std)")
+            return np.stack([_probe(shape, stats, seed, i) for i in range(n)])
         return np.stack([self._one(shape, np.random.default_rng([seed, i])) for i in range(n)])
 
     def _one(self, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
@@ -94,6 +106,8 @@ class TransferSet:
         channels, h, w = shape
         if self.kind == "fields":
             return _field(shape, rng)
+        if self.kind == "textures":
+            return (_grating if rng.random() < 0.5 else _dead_leaves)(shape, rng)
         pool = images(self.kind)
         img = pool[rng.integers(len(pool))]
         short = min(img.shape[:2])
@@ -118,3 +132,46 @@ def _field(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
     img = np.fft.irfft2(spectrum, s=(h, w))
     img = (img - img.mean()) / (img.std() + 1e-8)
     return np.clip(0.5 + rng.uniform(0.1, 0.3) * img + rng.uniform(-0.2, 0.2), 0.0, 1.0).astype(np.float32)
+
+
+def _probe(shape: tuple[int, int, int], stats: tuple[list[float], list[float]], seed: int, i: int) -> np.ndarray:
+    """One of DivQAT's own probes (`random_fields`), drawn from a torch generator seeded by (seed, i)
+    without touching torch's global one, mapped from normalised units back to pixels."""
+    import torch
+
+    from edgeguard.train.losses import random_fields
+
+    with torch.random.fork_rng():
+        torch.manual_seed(int(np.random.default_rng([seed, i]).integers(2**62)))
+        field = random_fields(torch.zeros(1, *shape))[0].numpy()
+    mean, std = (np.asarray(v, dtype=np.float32).reshape(-1, 1, 1) for v in stats)
+    return np.clip(field * std + mean, 0.0, 1.0).astype(np.float32)
+
+
+def _grating(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """A sum of 1-3 oriented sine (or square) waves, 1-8 cycles per image, random contrast and level."""
+    channels, h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.zeros((h, w))
+    for _ in range(rng.integers(1, 4)):
+        angle, freq = rng.uniform(0, np.pi), rng.uniform(1, 8)
+        wave = np.sin(2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)) + rng.uniform(0, 2 * np.pi))
+        img += rng.uniform(0.3, 1.0) * (np.sign(wave) if rng.random() < 0.3 else wave)
+    img = img / (np.abs(img).max() + 1e-8)
+    out = 0.5 + rng.uniform(-0.3, 0.3) + rng.uniform(0.1, 0.5) * img
+    return np.clip(np.repeat(out[None], channels, 0), 0.0, 1.0).astype(np.float32)
+
+
+def _dead_leaves(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """Dead leaves: 20-80 opaque discs of random grey, radii with density ~ r^-3 (scale invariant)."""
+    channels, h, w = shape
+    side = max(h, w)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.full((h, w), rng.uniform())
+    rmin, rmax = 0.03 * side, 0.6 * side
+    for _ in range(rng.integers(20, 81)):
+        u = rng.uniform()
+        r = 1.0 / np.sqrt(u / rmin**2 + (1 - u) / rmax**2)  # inverse CDF of density ~ r^-3 on [rmin, rmax]
+        cy, cx = rng.uniform(-0.1, 1.1) * h, rng.uniform(-0.1, 1.1) * w
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = rng.uniform()
+    return np.repeat(img[None], channels, 0).astype(np.float32)

@@ -155,13 +155,24 @@ def train_run(cfg: TrainConfig) -> Run:
     cfg.validate()
     torch.set_num_threads(cfg.threads)
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download, image_size=cfg.image_size)
-    run_dir = ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
-    atomic_write_json(run_dir / "config.json", asdict(cfg))
+    ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
+    atomic_write_json(Path(cfg.runs_dir) / cfg.run_name / "config.json", asdict(cfg))
     norm = Normaliser(data.mean, data.std)
 
     teacher, fp32_times, teacher_source = train_teacher(cfg, data, norm)
-    _save_model(run_dir / "teacher.pt", teacher)
     qat, qat_times = train_student(cfg, teacher, data.train, norm)
+    return save_run(cfg, data, teacher, qat, fp32_times, qat_times, teacher_source)
+
+
+def save_run(
+    cfg: TrainConfig, data: Dataset, teacher: QuantizableNet, qat: QuantizableNet, fp32_times: list[float], qat_times: list[float], teacher_source: str = "trained",
+) -> Run:  # fmt: skip
+    """Write a trained teacher and student as a run folder, as `train_run` does (benchmarks that train
+    many students of one teacher save them this way, so the grid reuses them as victims)."""
+    run_dir = ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
+    atomic_write_json(run_dir / "config.json", asdict(cfg))
+    norm = Normaliser(data.mean, data.std)
+    _save_model(run_dir / "teacher.pt", teacher)
     _save_model(run_dir / "qat.pt", qat)
     int8 = convert_int8(qat, cfg.backend)
 
