@@ -58,7 +58,7 @@ def train_options(f: Callable) -> Callable:
         click.option("--smooth", type=int, help="DivQAT: coarseness of mixup probe noise (1 = pixel noise)."),
         click.option("--anchor", type=float, help="DivQAT: weight of KL(teacher||student) on clean data."),
         click.option("--sharpen", type=float, help="DivQAT: weight of the entropy of probe answers (concentrates each on one class)."),
-        click.option("--probe-target", type=click.Choice(["away", "uniform", "fixed"]), help="DivQAT: pull probe answers to one fixed class (default), to the uniform distribution, or push them away from the teacher (the former default, with --lam 2)."),
+        click.option("--probe-target", type=click.Choice(["away", "uniform", "fixed"]), help="DivQAT: push probe answers away from the teacher (default), or pull them to the uniform distribution or to one fixed class (stops held-out thieves better, hides them from the OOD monitor: docs/divqat.md)."),
         click.option("--seed", default=0, show_default=True),
         click.option("--epochs", default=20, show_default=True, help="fp32 teacher epochs."),
         click.option("--qat-epochs", default=8, show_default=True),
