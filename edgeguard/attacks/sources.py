@@ -8,8 +8,6 @@ third, `transfer`.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 from edgeguard.data import Dataset
@@ -34,7 +32,7 @@ def query_set(source: str, data: Dataset, n: int, seed: int) -> np.ndarray:
     """
     rng = np.random.default_rng(seed)
     if source == "natural":
-        return _natural(n, data.input_shape, 1_000 + seed).copy()
+        return natural_patches(n, data.input_shape, seed=1_000 + seed)  # cut once per process (data.natural)
     if source not in SOURCES:
         raise ValueError(f"unknown query source '{source}'; choose one of: {', '.join(SOURCES)}")
     split = data.pool if source == "pool" else data.transfer
@@ -47,9 +45,3 @@ def query_set(source: str, data: Dataset, n: int, seed: int) -> np.ndarray:
     copies = translate(split.images(order[rng.integers(len(split), size=extra)]), rng)
     return np.concatenate([split.images(order), copies])
 
-
-@lru_cache(maxsize=4)
-def _natural(n: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
-    """Cutting patches is the slow part of a query set (~3 ms each), and a grid asks the same set once
-    per victim and defense: cut once, copied out so no caller can change the cached one."""
-    return natural_patches(n, shape, seed=seed)
