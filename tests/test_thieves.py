@@ -43,9 +43,11 @@ def test_tuning_and_held_out_transfer_sets_share_no_kind_and_no_images():
         assert q.std((1, 2, 3)).min() > 0.01  # every query is an image, not a flat grey
 
 
-def test_the_grid_robs_no_extra_tuning_thief_by_default():
+def test_the_grid_robs_no_extra_tuning_thief():
     spec = grid.GridSpec(seeds=[0], defenses=["none"], labels=["soft"])
     assert not {c.thief for _, cells in grid.groups(spec) for c in cells} & set(TUNING_THIEVES[1:])
+    with pytest.raises(Exception, match="tuning-side thief"):
+        grid.GridSpec(thieves=["lenet", "probe-fields"])
 
 
 def test_held_out_photos_are_not_the_tuning_photos():

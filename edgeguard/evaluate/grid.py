@@ -18,7 +18,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from edgeguard.attacks.sources import ATTACK_SOURCES
-from edgeguard.attacks.thieves import HELD_OUT_THIEVES, TUNING_THIEF
+from edgeguard.attacks.thieves import HELD_OUT_THIEVES, TUNING_THIEF, TUNING_THIEVES
 from edgeguard.errors import EdgeguardError
 from edgeguard.evaluate.cells import THIEF_MODEL, Cell
 from edgeguard.evaluate.jobs import Executor, Job, process_pool
@@ -70,6 +70,9 @@ class GridSpec:
             self.sources = [*self.sources, "transfer"]
         if self.transfer_dir is None and "transfer" in self.sources:
             raise EdgeguardError("the 'transfer' query source needs the thief's images: pass --transfer-dir")
+        extra = [t for t in self.thieves if t in TUNING_THIEVES and t != TUNING_THIEF]
+        if extra:  # the report would file them under held-out thieves
+            raise EdgeguardError(f"tuning-side thief(s) {', '.join(extra)} are for tuning (benchmarks/divqat_variants.py), not the grid's held-out section")
 
     def budgets_for(self, attack: str) -> list[int]:
         return self.budgets if attack == "knockoff" else self.adaptive_budgets

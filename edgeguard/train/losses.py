@@ -155,12 +155,12 @@ def probe_pass(model: nn.Module, batch_norm: str = "batch") -> Iterator[None]:
 
 
 class DivQATLoss:
-    """L = CE(y, p_Q(x)) + anchor * KL(p_FP || p_Q)(x) - lam * mean(clamp(D(p_FP^T, p_Q^T)(x'), max=margin)).
+    """L = CE(y, p_Q(x)) + anchor * KL(p_FP || p_Q)(x) + lam * mean(KL(q || p_Q)(x'))      (target "fixed" or "uniform")
+    L = CE(y, p_Q(x)) + anchor * KL(p_FP || p_Q)(x) - lam * mean(clamp(D(p_FP^T, p_Q^T)(x'), max=margin))   (target "away")
 
-    With `target` "uniform" or "fixed" the probe term is instead + lam * mean(KL(q || p_Q)(x')) for
-    a teacher-free q (uniform, or all mass on class 0): probe answers are pulled to a distribution
-    that carries nothing about the teacher, rather than pushed away from it (`margin`,
-    `temperature`, `direction` and `mass` then play no part).
+    With `target` "uniform" or "fixed", q is teacher-free (uniform, or all mass on class 0): probe
+    answers are pulled to a distribution that carries nothing about the teacher, rather than
+    pushed away from it (`margin`, `temperature`, `direction` and `mass` then play no part).
 
     `sharpen` > 0 adds + sharpen * mean H(p_Q(x')): each probe's answer is concentrated on one class
     (whichever the other terms leave on top), so it carries less than a spread answer would.
