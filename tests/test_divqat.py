@@ -34,11 +34,11 @@ def test_loss_is_ce_minus_bounded_kl():
     kl = (pt * (pt.log() - ps.log())).sum(1)  # forward KL by hand
     reverse_kl = (ps * (ps.log() - pt.log())).sum(1)
     for direction, div in (("forward", kl), ("reverse", reverse_kl)):
-        loss = DivQATLoss(lam=0.3, margin=10.0, direction=direction, inputs="clean", mass="full", anchor=0.0)
+        loss = DivQATLoss(lam=0.3, margin=10.0, direction=direction, inputs="clean", mass="full", anchor=0.0, target="away")
         expected = F.cross_entropy(s, y) - 0.3 * div.mean()
         assert torch.allclose(loss(x, y, Fixed(s), Fixed(t)), expected, atol=1e-6)
     # the bound: with a margin below both KLs the divergence term is the constant lam * margin
-    tight = DivQATLoss(lam=0.3, margin=0.01, direction="forward", inputs="clean", mass="full", anchor=0.0)
+    tight = DivQATLoss(lam=0.3, margin=0.01, direction="forward", inputs="clean", mass="full", anchor=0.0, target="away")
     assert kl.min() > 0.01
     assert torch.allclose(tight(x, y, Fixed(s), Fixed(t)), F.cross_entropy(s, y) - 0.3 * 0.01, atol=1e-6)
 
@@ -47,7 +47,7 @@ def test_bounded_divergence_gives_no_gradient_past_the_margin():
     t, s = torch.tensor([[5.0, 0.0, 0.0]]), torch.tensor([[0.0, 5.0, 0.0]])
     y = torch.tensor([1])
     grads = []
-    for loss in (DivQATLoss(lam=1.0, margin=0.5, inputs="clean", mass="full", anchor=0.0), lambda x, y, st, te: F.cross_entropy(st(x), y)):
+    for loss in (DivQATLoss(lam=1.0, margin=0.5, inputs="clean", mass="full", anchor=0.0, target="away"), lambda x, y, st, te: F.cross_entropy(st(x), y)):
         student = Fixed(s)
         loss(torch.zeros(1, 1), y, student, Fixed(t)).backward()
         grads.append(student.offset.grad.clone())
