@@ -207,18 +207,16 @@ def evaluate(
     """The grid {QAT, DivQAT} x defenses x thieves (attack x query source) x {soft, argmax} x budgets x seeds. Resumable.
 
     Held-out thieves (no default was chosen on them) are reported in a section of their own."""
-    from edgeguard.attacks.thieves import HELD_OUT_THIEVES, thief
+    from edgeguard.attacks.thieves import parse_thieves
     from edgeguard.defenses import parse_stack
     from edgeguard.evaluate.grid import GridSpec, run_grid
     from edgeguard.evaluate.report import save_report
     from edgeguard.files import ensure_dir
 
     names = [a.strip() for a in attacks.split(",") if a.strip()]
-    presets = {"held-out": HELD_OUT_THIEVES, "none": []}
-    chosen = presets[thieves] if thieves in presets else [thief(t.strip()).name for t in thieves.split(",") if t.strip()]
     spec = GridSpec(
         attacks=names, seeds=_ints(seeds), budgets=_ints(budgets), adaptive_budgets=_ints(adaptive_budgets), threads=threads, workers=workers,
-        ray=ray, thieves=chosen, heldout_budgets=_ints(heldout_budgets), **data,
+        ray=ray, thieves=parse_thieves(thieves), heldout_budgets=_ints(heldout_budgets), **data,
     )  # fmt: skip
     if defenses:
         spec.defenses = [parse_stack(d).spec or "none" for d in defenses]  # fail on a bad spec before any work

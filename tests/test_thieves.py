@@ -125,3 +125,12 @@ def test_report_keeps_the_sides_apart():
     held, tuning = text.split("### Tuning-side thieves")
     assert "| lenet |" in held and "| fields-1f |" in held and "| pooled |" in held
     assert "lenet" not in tuning and "fields-1f" not in tuning and "| qat | `none` | natural |" in tuning
+
+
+def test_the_thieves_option_takes_a_preset_or_names():
+    from edgeguard.errors import EdgeguardError
+
+    assert table.parse_thieves("held-out") == HELD_OUT_THIEVES and table.parse_thieves("none") == []
+    assert table.parse_thieves("lenet, faces,") == ["lenet", "faces"]
+    with pytest.raises(EdgeguardError, match="unknown thief 'nope'"):
+        table.parse_thieves("lenet,nope")

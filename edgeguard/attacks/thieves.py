@@ -105,3 +105,9 @@ def thief(name: str) -> Thief:
     if name not in THIEVES:
         raise EdgeguardError(f"unknown thief '{name}'; choose one of: {', '.join(THIEVES)}")
     return THIEVES[name]
+
+
+def parse_thieves(spec: str) -> list[str]:
+    """`edgeguard evaluate --thieves`: "held-out" (every held-out thief), "none", or names separated by commas."""
+    presets = {"held-out": HELD_OUT_THIEVES, "none": []}
+    return list(presets[spec]) if spec in presets else [thief(t.strip()).name for t in spec.split(",") if t.strip()]
