@@ -116,8 +116,7 @@ def float_twin(teacher: nn.Module, int8: nn.Module) -> nn.Module:
     twin = copy.deepcopy(teacher).eval().fuse(qat=False)
     for name, m in list(twin.named_modules()):
         if isinstance(m, nn.Hardsigmoid):
-            parent, _, child = name.rpartition(".")
-            setattr(twin.get_submodule(parent), child, HardSigmoidAsRelu6())
+            twin.set_submodule(name, HardSigmoidAsRelu6())
     modules = dict(twin.named_modules())
     for name, q in int8.named_modules():
         if not callable(getattr(q, "weight", None)):
@@ -171,11 +170,11 @@ def _qparams(module: nn.Module) -> tuple[float, int]:
 def _pinned(modules: dict[str, nn.Module], observed: fx.Node, graph: fx.GraphModule) -> nn.Module:
     pinned = _pinned_class()
     lo, hi = WEIGHT_RANGE
-    owner = _owner(modules, observed.target.rsplit(".", 1)[0]) if observed.op == "get_attr" else None
-    if observed.op == "get_attr" and owner is None:  # a constant of HardSigmoidAsRelu6 (3 or 1/6): exact on its own grid
-        bound = float(getattr(graph, observed.target).abs().max())
-        return pinned(bound / 127, 0, torch.per_tensor_symmetric, -127, 127)
     if observed.op == "get_attr":  # a weight: 'features.0.0.0.weight' -> eager 'features.0.0'
+        owner = _owner(modules, observed.target.rsplit(".", 1)[0])
+        if owner is None:  # a constant of HardSigmoidAsRelu6 (3 or 1/6): exact on its own grid
+            bound = float(getattr(graph, observed.target).abs().max())
+            return pinned(bound / 127, 0, torch.per_tensor_symmetric, -127, 127)
         w = owner.weight()
         if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
             return pinned(w.q_per_channel_scales(), w.q_per_channel_zero_points(), torch.per_channel_symmetric, lo, hi, int(w.q_per_channel_axis()))

@@ -48,11 +48,6 @@ def shufflenet_block_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(-1, 2, c // 2, h, w).transpose(1, 2).reshape(-1, c, h, w)
 
 
-def _set(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, name = path.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, name, module)
-
-
 def first_conv(net: nn.Module) -> tuple[str, nn.Conv2d]:
     """The stem convolution: the only layer whose shape depends on the image's channels."""
     return next((name, m) for name, m in net.named_modules() if isinstance(m, nn.Conv2d))
@@ -75,7 +70,7 @@ class TorchvisionNet(QuantizableNet):
             net.maxpool = nn.Identity()
         path, conv = first_conv(net)
         if in_channels != conv.in_channels:
-            _set(net, path, nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None))
+            net.set_submodule(path, nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None))
         if arch.startswith("shufflenet"):
             for m in net.modules():
                 if isinstance(m, tvq.shufflenetv2.QuantizableInvertedResidual):
