@@ -19,7 +19,8 @@ users alone, and stay cheap next to the model it watches?
      10% to the served p50.
 3. The OOD score: energy (what the monitor uses) and max-softmax, each thresholded as calibration
    does (the 98th percentile of honest scores): the share of queries above it under each honest
-   condition and among --thief-queries natural patches.
+   condition and among --thief-queries natural patches; and the monitor's own verdict with the
+   manifest's thresholds (for a DivQAT `signature` model, energy or closeness to the signature).
 Writes --out (JSON: every stream, the thresholds, the machine) and prints the markdown table.
 Only 127.0.0.1 is contacted.
 """
@@ -53,6 +54,7 @@ from edgeguard.evaluate.detection import markdown, run_detection
 from edgeguard.export.monitor_thresholds import OOD_QUANTILE
 from edgeguard.manifest import Manifest
 from edgeguard.monitor import Monitor, MonitorConfig, energy
+from edgeguard.monitor.ood import out_of_distribution
 from edgeguard.runtime import DeployedModel, softmax
 from edgeguard.serve import ServeConfig, Service
 from edgeguard.serve.keys import KeyStore
@@ -77,6 +79,10 @@ def score_comparison(model: DeployedModel, data: Dataset, natural_queries: int, 
         threshold = float(np.quantile(np.concatenate(list(by.values())), OOD_QUANTILE))
         rates = {c: round(float((v > threshold).mean()), 4) for c, v in by.items()}
         out[name] = {"honest": rates, "honest_worst": max(rates.values()), "natural": round(float((score(natural) > threshold).mean()), 4)}
+    cfg = MonitorConfig.from_dict(model.entry.monitor)  # what the served monitor counts (energy, and a signature model's closeness to it)
+    verdict = lambda z: out_of_distribution(z, cfg.energy_threshold, cfg.signature)  # noqa: E731
+    rates = {c: round(float(verdict(z).mean()), 4) for c, z in logits.items()}
+    out["monitor"] = {"honest": rates, "honest_worst": max(rates.values()), "natural": round(float(verdict(natural).mean()), 4)}
     return out
 
 

@@ -58,7 +58,8 @@ def train_options(f: Callable) -> Callable:
         click.option("--smooth", type=int, help="DivQAT: coarseness of mixup probe noise (1 = pixel noise)."),
         click.option("--anchor", type=float, help="DivQAT: weight of KL(teacher||student) on clean data."),
         click.option("--sharpen", type=float, help="DivQAT: weight of the entropy of probe answers (concentrates each on one class)."),
-        click.option("--probe-target", type=click.Choice(["away", "uniform", "fixed"]), help="DivQAT: push probe answers away from the teacher (default), or pull them to the uniform distribution or to one fixed class (stops held-out thieves better, hides them from the OOD monitor: docs/divqat.md)."),
+        click.option("--probe-target", type=click.Choice(["away", "uniform", "fixed", "signature"]), help="DivQAT: push probe answers away from the teacher (default), or pull them to the uniform distribution, to one fixed class (hides thieves from the OOD monitor) or to a fixed soft answer the monitor recognises (signature): docs/divqat.md."),
+        click.option("--signature-mass", type=float, help="DivQAT, --probe-target signature: the signature's probability of class 0 (the rest is spread evenly)."),
         click.option("--seed", default=0, show_default=True),
         click.option("--epochs", default=20, show_default=True, help="fp32 teacher epochs."),
         click.option("--qat-epochs", default=8, show_default=True),
@@ -74,7 +75,7 @@ def train_options(f: Callable) -> Callable:
 
 
 TUNING_OPTIONS = ("batch_size", "lr", "qat_lr")
-DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "probe_noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn", "probe_target": "target", "sharpen": "sharpen"}
+DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "probe_noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn", "probe_target": "target", "sharpen": "sharpen", "signature_mass": "signature_mass"}
 
 
 def _config(**kw: Any):

@@ -8,7 +8,10 @@ shift (`data.shifts`). Two thresholds, each from its own false-flag argument:
   the count in a window of OOD_WINDOW queries is binomial with that rate; `ood_count` is the
   smallest count that, by a union bound over every window of a STREAM_QUERIES-query stream, falsely
   flags an honest stream with probability at most FALSE_FLAG_RATE. The rate is taken at its upper
-  confidence bound (Wilson, z = 2), as it is measured on a few hundred images.
+  confidence bound (Wilson, z = 2), as it is measured on a few hundred images. A model trained with
+  DivQAT's `signature` target is also scored by closeness to that answer (`monitor.ood`): the two
+  scores then split the honest OOD budget, each its half, and the window count is fitted on the
+  rate of the two together.
 - PRADA: honest streams are replayed through PRADA and delta is the lowest W any of them reached,
   less PRADA_MARGIN (W's null distribution depends on the data, not on a formula, hence the
   simulation). Two kinds, ORDERS of each, because each sets the floor in its own way: the honest
@@ -21,13 +24,14 @@ docs/detection.md measures what these thresholds flag.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from edgeguard.data import Dataset
 from edgeguard.data.shifts import SHIFTS, random_shifts, shifted
 from edgeguard.monitor import MonitorConfig, energy
+from edgeguard.monitor.ood import out_of_distribution, signature_distance
 from edgeguard.monitor.prada import PRADA_SIDE, Downsample, Prada
 from edgeguard.runtime import DeployedModel
 
@@ -83,14 +87,22 @@ def honest_streams(honest: np.ndarray, seed: int) -> Iterator[tuple[str, np.ndar
         yield "mixed", random_shifts(honest[rng.integers(len(honest), size=STREAM_QUERIES)], rng)
 
 
-def calibrate_monitor(model: DeployedModel, data: Dataset, seed: int = 0) -> dict[str, Any]:
-    """The monitor thresholds for `model` (the exported file, as served), as stored in its manifest entry."""
+def calibrate_monitor(model: DeployedModel, data: Dataset, seed: int = 0, signature_mass: Optional[float] = None) -> dict[str, Any]:
+    """The monitor thresholds for `model` (the exported file, as served), as stored in its manifest entry.
+
+    `signature_mass`: the model was trained with DivQAT's `signature` probe target of that mass
+    (`TrainConfig.signature_mass`), so the monitor also scores closeness to it.
+    """
     honest = np.concatenate([data.test.sample(HONEST_PER_SPLIT).x, data.pool.sample(HONEST_PER_SPLIT).x])
     shifts = shifted(honest, seed)
     conditions = {"clean": honest, **shifts}
-    scores = {name: energy(model.logits(x)) for name, x in conditions.items()}
-    threshold = float(np.quantile(np.concatenate(list(scores.values())), OOD_QUANTILE))
-    rates = {name: float((s > threshold).mean()) for name, s in scores.items()}
+    logits = {name: model.logits(x) for name, x in conditions.items()}
+    everything = np.concatenate(list(logits.values()))
+    signed = signature_mass is not None
+    quantile = (1 + OOD_QUANTILE) / 2 if signed else OOD_QUANTILE  # with a signature, each score gets half the OOD share
+    threshold = float(np.quantile(energy(everything), quantile))
+    near = (signature_mass, float(np.quantile(signature_distance(everything, signature_mass), 1 - quantile))) if signed else None
+    rates = {name: float(out_of_distribution(z, threshold, near).mean()) for name, z in logits.items()}
     bound = wilson_upper(max(rates.values()), len(honest))
 
     lowest = [(name, len(x), lowest_w(model, x)) for name, x in honest_streams(honest, seed)]
@@ -103,10 +115,11 @@ def calibrate_monitor(model: DeployedModel, data: Dataset, seed: int = 0) -> dic
         prada_window=PRADA_WINDOW,
         prada_per_class=PRADA_PER_CLASS,
         prada_side=PRADA_SIDE,
+        signature=near,
         calibration={
             "data": f"{data.name} test + pool ({len(honest)} images), clean and {', '.join(shifts)}",
             "seed": seed,
-            "ood_quantile": OOD_QUANTILE,
+            "ood_quantile": quantile,
             "ood_rate_by_condition": rates,
             "ood_rate_upper_bound": round(bound, 4),
             "false_flag_rate_bound": FALSE_FLAG_RATE,

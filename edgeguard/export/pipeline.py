@@ -93,7 +93,7 @@ def export_run(run_dir: str | Path, out: str | Path = "export", int8: bool = Tru
         deployed = DeployedModel.open(manifest, entry, folder)
         row = verify(deployed, model, run.teacher, data)
         entry.verified = {k: row[k] for k in ("accuracy", "parity", "teacher", "shifted_accuracy")}
-        entry.monitor = calibrate_monitor(deployed, data)  # thresholds of `edgeguard serve`'s monitor
+        entry.monitor = calibrate_monitor(deployed, data, signature_mass=run.config.signature_mass if int8 else None)  # `edgeguard serve`'s monitor
         manifest.add(entry)
         report.append({**row, **info})
     manifest.save(folder)  # once, atomically, after every file passed

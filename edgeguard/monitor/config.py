@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from edgeguard.errors import EdgeguardError
 from edgeguard.monitor.prada import PRADA_SIDE
@@ -27,6 +27,8 @@ class MonitorConfig:
     prada_per_class: int  # most samples kept in a class's growing set
     calibration: dict[str, Any] = field(default_factory=dict)  # what the thresholds were fitted on
     prada_side: int = PRADA_SIDE  # PRADA compares copies of at most this many pixels a side (prada.Downsample)
+    # DivQAT `signature` models: the signature's mass, and how close to it (ood.signature_distance) an answer scores OOD too
+    signature: Optional[tuple[float, float]] = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -36,6 +38,7 @@ class MonitorConfig:
             (20 <= self.prada_min_distances <= self.prada_window <= 5000, "20 <= prada_min_distances <= prada_window <= 5000 must hold"),
             (self.prada_per_class >= 1, "prada_per_class must be >= 1"),
             (self.prada_side >= 1, "prada_side must be >= 1"),
+            (self.signature is None or (len(self.signature) == 2 and 0 < self.signature[0] < 1 and math.isfinite(self.signature[1])), "signature must be null or [mass in (0, 1), finite threshold]"),
         ]
         for ok, message in checks:
             if not ok:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeguard.monitor.config import MonitorConfig
-from edgeguard.monitor.ood import OodShare, energy
+from edgeguard.monitor.ood import OodShare, out_of_distribution
 from edgeguard.monitor.prada import Downsample, Prada
 
 
@@ -44,11 +44,11 @@ class KeyMonitor:
         self.ood = OodShare(config.ood_window)
         self.queries = 0
 
-    def observe(self, x: np.ndarray, label: int, score: float) -> Flag | None:
-        """One query: x as PRADA compares it ((dim,) float32, `Downsample`), the model's label and energy for it."""
+    def observe(self, x: np.ndarray, label: int, ood: bool) -> Flag | None:
+        """One query: x as PRADA compares it ((dim,) float32, `Downsample`), the model's label and OOD verdict for it."""
         cfg = self.config
         self.queries += 1
-        count = self.ood.add(score > cfg.energy_threshold)
+        count = self.ood.add(ood)
         if count >= cfg.ood_count:
             seen = min(self.queries, cfg.ood_window)
             return Flag("ood", self.queries, f"{count} of the last {seen} queries scored out of distribution (flag at {cfg.ood_count} of {cfg.ood_window})")
@@ -78,9 +78,9 @@ class Monitor:
             watch = self.keys[key] = KeyMonitor(self.config, self.classes, self.downsample.dim)
         flat = self.downsample(x)
         labels = logits.argmax(axis=1).tolist()
-        scores = energy(logits).tolist()
-        for row, label, score in zip(flat, labels, scores):
-            flag = watch.observe(row, label, score)
+        verdicts = out_of_distribution(logits, self.config.energy_threshold, self.config.signature).tolist()
+        for row, label, ood in zip(flat, labels, verdicts):
+            flag = watch.observe(row, label, ood)
             if flag is not None:
                 del self.keys[key]
                 return flag

@@ -16,6 +16,8 @@ from torch import nn
 from torch.ao.quantization import FakeQuantizeBase, disable_observer
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from edgeguard.monitor.ood import SIGNATURE_MASS, signature
+
 
 class Loss(Protocol):
     def __call__(self, x: torch.Tensor, y: torch.Tensor, student: nn.Module, teacher: Optional[nn.Module]) -> torch.Tensor: ...
@@ -32,8 +34,9 @@ MASSES = ("full", "non-top1")
 BATCH_NORMS = ("batch", "running")
 # what the probe term pushes the student's probe answers towards (issue 15):
 # "away" from the teacher (the bounded divergence), or to a target that carries nothing about the
-# teacher: "uniform" (every class alike) or "fixed" (one class, the first, for every probe)
-TARGETS = ("away", "uniform", "fixed")
+# teacher: "uniform" (every class alike), "fixed" (one class, the first, for every probe) or
+# "signature" (one fixed soft answer, `monitor.signature`, that the server's monitor recognises)
+TARGETS = ("away", "uniform", "fixed", "signature")
 
 
 def mixup_noise(x: torch.Tensor, noise: float, smooth: int = 1) -> torch.Tensor:
@@ -88,14 +91,18 @@ def random_fields(x: torch.Tensor) -> torch.Tensor:
     return field * contrast + offset
 
 
-def probe_target_loss(student_logits: torch.Tensor, target: str) -> torch.Tensor:
+def probe_target_loss(student_logits: torch.Tensor, target: str, signature_mass: float = SIGNATURE_MASS) -> torch.Tensor:
     """Per-sample cross-entropy of the student's probe answers to a teacher-free target, minus its
-    floor: KL(u || p_Q) for "uniform", -log p_Q(class 0) for "fixed". Zero when the target is met."""
+    floor: KL(u || p_Q) for "uniform", -log p_Q(class 0) for "fixed", KL(q || p_Q) for "signature"
+    (q = `monitor.signature`). Zero when the target is met."""
     log_ps = F.log_softmax(student_logits, 1)
     if target == "uniform":
         return -log_ps.mean(1) - math.log(student_logits.shape[1])
     if target == "fixed":
         return -log_ps[:, 0]
+    if target == "signature":
+        q = torch.as_tensor(signature(student_logits.shape[1], signature_mass), dtype=log_ps.dtype, device=log_ps.device)
+        return (q * (q.log() - log_ps)).sum(1)
     raise ValueError(f"probe target must be one of {', '.join(t for t in TARGETS if t != 'away')}, got '{target}'")
 
 
@@ -176,7 +183,7 @@ class DivQATLoss:
     def __init__(
         self, lam: float = 2.0, temperature: float = 1.0, margin: float = 2.0, direction: str = "reverse",
         inputs: str = "fields", mass: str = "full", probe_noise: float = 1.0, smooth: int = 4, anchor: float = 3.0,
-        probe_bn: str = "batch", target: str = "away", sharpen: float = 0.0,
+        probe_bn: str = "batch", target: str = "away", sharpen: float = 0.0, signature_mass: float = SIGNATURE_MASS,
     ):  # fmt: skip
         checks = (
             ("direction", direction, DIRECTIONS), ("inputs", inputs, INPUTS), ("mass", mass, MASSES), ("probe_bn", probe_bn, BATCH_NORMS),
@@ -185,11 +192,11 @@ class DivQATLoss:
         for name, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"DivQAT {name} must be one of {', '.join(valid)}, got '{value}'")
-        if lam < 0 or temperature <= 0 or margin <= 0 or probe_noise < 0 or smooth < 1 or anchor < 0 or sharpen < 0:
-            raise ValueError("DivQAT needs lam >= 0, temperature > 0, margin > 0, probe_noise >= 0, smooth >= 1, anchor >= 0, sharpen >= 0")
+        if lam < 0 or temperature <= 0 or margin <= 0 or probe_noise < 0 or smooth < 1 or anchor < 0 or sharpen < 0 or not 0 < signature_mass < 1:
+            raise ValueError("DivQAT needs lam >= 0, temperature > 0, margin > 0, probe_noise >= 0, smooth >= 1, anchor >= 0, sharpen >= 0, 0 < signature_mass < 1")
         self.lam, self.temperature, self.margin, self.direction = lam, temperature, margin, direction
         self.inputs, self.mass, self.probe_noise, self.smooth, self.anchor = inputs, mass, probe_noise, smooth, anchor
-        self.probe_bn, self.target, self.sharpen = probe_bn, target, sharpen
+        self.probe_bn, self.target, self.sharpen, self.signature_mass = probe_bn, target, sharpen, signature_mass
 
     def probe_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Off-manifold inputs made from the batch: mixups, random fields, or half of each."""
@@ -221,7 +228,7 @@ class DivQATLoss:
             log_ps = F.log_softmax(s, 1)
             loss = loss - self.sharpen * (log_ps.exp() * log_ps).sum(1).mean()  # + sharpen * entropy
         if self.target != "away":
-            return loss + self.lam * probe_target_loss(s, self.target).mean()
+            return loss + self.lam * probe_target_loss(s, self.target, self.signature_mass).mean()
         with torch.no_grad():
             t = teacher(probe)
         d = divergence(t, s, self.temperature, self.direction, self.mass).clamp(max=self.margin)

@@ -59,6 +59,12 @@ class TrainConfig:
     def run_name(self) -> str:
         return self.name or f"{self.dataset}-{self.model}-{self.method}-{self.backend}-s{self.seed}"
 
+    @property
+    def signature_mass(self) -> float | None:
+        """The mass of the `monitor.signature` DivQAT trained probes to answer with (the monitor then scores it), or None."""
+        loss = self.loss()
+        return loss.signature_mass if isinstance(loss, DivQATLoss) and loss.target == "signature" else None
+
     def loss(self) -> Loss:
         if self.method == "qat":
             return cross_entropy

@@ -20,7 +20,7 @@ from edgeguard.defenses import parse_stack
 from edgeguard.errors import EdgeguardError
 from edgeguard.manifest import Manifest
 from edgeguard.monitor import Monitor, MonitorConfig, energy, shapiro_w
-from edgeguard.monitor.ood import OodShare
+from edgeguard.monitor.ood import OodShare, out_of_distribution, signature, signature_distance
 from edgeguard.monitor.prada import Prada
 from edgeguard.runtime import DeployedModel
 from edgeguard.serve import KeyStore, ServeConfig, Service
@@ -116,6 +116,22 @@ def test_monitor_flags_a_key_once_counting_queries_across_batches():
     assert flag is not None and flag.signal == "ood" and flag.query == 5
     assert str(flag) == "ood at query 5: 3 of the last 5 queries scored out of distribution (flag at 3 of 10)"
     assert "k" not in monitor.keys and "other" in monitor.keys  # a flagged key's state is dropped
+
+
+def test_a_signature_model_also_scores_answers_close_to_its_signature():
+    q = signature(4)
+    assert q[0] == 0.5 and q.sum() == pytest.approx(1.0) and len(set(q[1:])) == 1
+    on_it, honest, flat = np.log(q)[None] + 3.0, np.array([[12.0, 0.0, 0.0, 0.0]]), np.zeros((1, 4))
+    assert signature_distance(on_it)[0] == pytest.approx(0.0, abs=1e-12)
+    assert signature_distance(honest)[0] > 4 and signature_distance(flat)[0] > 0.1  # a confident class 0 is not the signature
+    logits = np.concatenate([on_it, honest, flat])
+    # energy alone passes the signature answer as honest; with a signature threshold it is OOD, the honest answer is not
+    assert out_of_distribution(logits, energy_threshold=-2.0).tolist() == [False, False, True]
+    assert out_of_distribution(logits, energy_threshold=-2.0, signature=(0.5, 0.05)).tolist() == [True, False, True]
+    monitor = Monitor(config(signature=(0.5, 0.05)), classes=4, input_shape=(1, 2, 2))
+    flag = monitor.observe("k", np.zeros((3, 1, 2, 2), np.float32), np.repeat(on_it, 3, 0))
+    assert flag is not None and flag.signal == "ood" and flag.query == 3
+    assert config().signature is None  # models trained otherwise are scored by energy alone, as before
 
 
 def test_invalid_thresholds_are_refused_in_a_sentence():
