@@ -122,6 +122,21 @@ def test_grid_adds_an_attack_without_recomputing_stored_cells(tiny_grid, monkeyp
     assert tiny_grid(["knockoff", "knockoff-adaptive", "jbda"]) == both
 
 
+def test_grid_refuses_to_reuse_a_run_trained_with_other_options(grid_dirs, default_run, torch_threads):
+    spec = grid.GridSpec(seeds=[0], thieves=[])
+    assert grid.prepare_victim(spec, grid.VictimRecipe("qat", "qat"), 0, *grid_dirs)[0].name == "digits-small-cnn-qat-s0"
+    # the same folder asked for as a DivQAT victim (a changed recipe, or changed defaults) is not reused silently
+    with pytest.raises(EdgeguardError, match="was trained as qat"):
+        grid.prepare_victim(spec, grid.VictimRecipe("qat", "divqat", {"lam": 0.3}), 0, *grid_dirs)
+    # a run records every DivQAT option, defaults included
+    from edgeguard.train.losses import DivQATLoss
+    from edgeguard.train.run import TrainConfig
+
+    spelled = TrainConfig(method="divqat", method_options={"lam": 0.3}).spelled_out().method_options
+    assert spelled == {**vars(DivQATLoss()), "lam": 0.3}
+    assert TrainConfig().spelled_out() == TrainConfig()
+
+
 @pytest.mark.slow  # two spawned workers import torch afresh: ~20 s
 def test_grid_rows_do_not_depend_on_the_number_of_workers(tiny_grid, torch_threads):
     attacks = ["knockoff", "knockoff-adaptive", "jbda"]

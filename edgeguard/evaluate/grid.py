@@ -107,13 +107,19 @@ def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Pa
 
     name = f"{spec.dataset}-{spec.model}-{victim.name}-s{seed}"
     run_dir = runs_dir / name
+    cfg = TrainConfig(
+        dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options, seed=seed,
+        threads=spec.threads, data_dir=spec.data_dir, runs_dir=str(runs_dir), name=name,
+    )  # fmt: skip
     if (run_dir / "metrics.json").exists():
         run = load_run(run_dir)
+        trained, asked = run.config.spelled_out(), cfg.spelled_out()
+        if (trained.method, trained.method_options) != (asked.method, asked.method_options):
+            raise EdgeguardError(
+                f"{run_dir} was trained as {trained.method} {trained.method_options}, but the grid's victim '{victim.name}' is "
+                f"{asked.method} {asked.method_options}; remove that run (and its export and cells) or use another --runs-dir"
+            )
     else:
-        cfg = TrainConfig(
-            dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options, seed=seed,
-            threads=spec.threads, data_dir=spec.data_dir, runs_dir=str(runs_dir), name=name,
-        )  # fmt: skip
         run = train_run(cfg)
     folder = export_dir / name
     try:

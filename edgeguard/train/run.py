@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,12 @@ class TrainConfig:
         """The mass of the `monitor.signature` DivQAT trained probes to answer with (the monitor then scores it), or None."""
         loss = self.loss()
         return loss.signature_mass if isinstance(loss, DivQATLoss) and loss.target == "signature" else None
+
+    def spelled_out(self) -> "TrainConfig":
+        """This config with every DivQAT option written out, defaults included: a run folder records
+        what it was trained with, so a later change of defaults cannot relabel it."""
+        loss = self.loss()
+        return replace(self, method_options=dict(vars(loss))) if isinstance(loss, DivQATLoss) else self
 
     def loss(self) -> Loss:
         if self.method == "qat":
@@ -162,7 +168,7 @@ def train_run(cfg: TrainConfig) -> Run:
     torch.set_num_threads(cfg.threads)
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download, image_size=cfg.image_size)
     ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
-    atomic_write_json(Path(cfg.runs_dir) / cfg.run_name / "config.json", asdict(cfg))
+    atomic_write_json(Path(cfg.runs_dir) / cfg.run_name / "config.json", asdict(cfg.spelled_out()))
     norm = Normaliser(data.mean, data.std)
 
     teacher, fp32_times, teacher_source = train_teacher(cfg, data, norm)
@@ -175,6 +181,7 @@ def save_run(
 ) -> Run:  # fmt: skip
     """Write a trained teacher and student as a run folder, as `train_run` does (benchmarks that train
     many students of one teacher save them this way, so the grid reuses them as victims)."""
+    cfg = cfg.spelled_out()
     run_dir = ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
     atomic_write_json(run_dir / "config.json", asdict(cfg))
     norm = Normaliser(data.mean, data.std)
