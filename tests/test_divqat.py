@@ -154,13 +154,13 @@ def test_teacher_free_probe_targets_pull_to_uniform_or_one_class():
     q = torch.tensor([0.5, 0.25, 0.25])  # the signature for 3 classes, by hand
     signature_kl = (q * (q.log() - log_ps)).sum(1)
     for target, term in (("uniform", uniform_kl), ("fixed", -log_ps[:, 0]), ("signature", signature_kl)):
-        loss = DivQATLoss(lam=0.7, inputs="clean", anchor=0.0, target=target)
+        loss = DivQATLoss(lam=0.7, inputs="clean", anchor=0.0, target=target, signature_mass=0.5)
         assert torch.allclose(loss(x, y, Fixed(s), Fixed(t)), F.cross_entropy(s, y) + 0.7 * term.mean(), atol=1e-6)
         # the teacher plays no part: any teacher gives the same loss
         assert torch.allclose(loss(x, y, Fixed(s), Fixed(-t)), loss(x, y, Fixed(s), Fixed(t)))
     # met targets cost nothing: a uniform answer for "uniform", the signature for "signature"
     for target, met in (("uniform", torch.zeros(2, 3)), ("signature", q.log().repeat(2, 1))):
-        assert DivQATLoss(lam=1.0, inputs="clean", anchor=0.0, target=target)(x, y, Fixed(met), Fixed(t)).item() == pytest.approx(
+        assert DivQATLoss(lam=1.0, inputs="clean", anchor=0.0, target=target, signature_mass=0.5)(x, y, Fixed(met), Fixed(t)).item() == pytest.approx(
             F.cross_entropy(met, y).item(), abs=1e-6
         )
     # on probes the gradient of the probe term moves the student's answers towards class 0 ("fixed")

@@ -119,11 +119,11 @@ def test_monitor_flags_a_key_once_counting_queries_across_batches():
 
 
 def test_a_signature_model_also_scores_answers_close_to_its_signature():
-    q = signature(4)
+    q = signature(4, 0.5)
     assert q[0] == 0.5 and q.sum() == pytest.approx(1.0) and len(set(q[1:])) == 1
     on_it, honest, flat = np.log(q)[None] + 3.0, np.array([[12.0, 0.0, 0.0, 0.0]]), np.zeros((1, 4))
-    assert signature_distance(on_it)[0] == pytest.approx(0.0, abs=1e-12)
-    assert signature_distance(honest)[0] > 4 and signature_distance(flat)[0] > 0.1  # a confident class 0 is not the signature
+    assert signature_distance(on_it, 0.5)[0] == pytest.approx(0.0, abs=1e-12)
+    assert signature_distance(honest, 0.5)[0] > 4 and signature_distance(flat, 0.5)[0] > 0.1  # a confident class 0 is not the signature
     logits = np.concatenate([on_it, honest, flat])
     # energy alone passes the signature answer as honest; with a signature threshold it is OOD, the honest answer is not
     assert out_of_distribution(logits, energy_threshold=-2.0).tolist() == [False, False, True]
