@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import statistics
 import sys
@@ -60,6 +59,7 @@ from edgeguard.bench.loopback import (
     run_async,
 )
 from edgeguard.bench.script import run_script
+from edgeguard.bench.timing import installed_versions
 from edgeguard.bench.timing import median_us as bench_median_us
 from edgeguard.defenses import parse_stack
 from edgeguard.errors import EdgeguardError
@@ -70,6 +70,7 @@ from edgeguard.serve.service import ServeConfig, Service, default_max_body_bytes
 
 BATCH = 8  # images per batched valid request
 OVERHEAD_BAR = 0.05  # a defense stack may add at most 5% to one served request's latency
+SERVING_PACKAGES = ("starlette", "uvicorn", "uvloop", "httptools", "orjson")  # versions recorded with the machine
 
 
 @dataclass
@@ -287,16 +288,6 @@ def defense_overhead(export: Path, defense: str, args: argparse.Namespace, tmp: 
     }
 
 
-def versions() -> dict[str, str]:
-    have = {}
-    for package in ("starlette", "uvicorn", "uvloop", "httptools", "orjson"):
-        try:
-            have[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            have[package] = "not installed"
-    return have
-
-
 def render(result: dict[str, Any]) -> str:
     lines = [f"{result['model']} on {result['machine']['processor']}, {result['machine']['cpu_count']} CPUs"]
     for d in result["deployments"]:
@@ -347,10 +338,11 @@ def main(argv: list[str] | None = None) -> int:
             deployments = [run_deployment(args.export, spec, args, Path(tmp)) for spec in ("none", args.defense)]
             overhead = defense_overhead(args.export, args.defense, args, Path(tmp))
         model = DeployedModel.load(args.export)
+        installed = installed_versions(SERVING_PACKAGES)
         return {
             "what": "edgeguard serve on loopback: latency, throughput, server overhead, correctness",
             "model": f"{model.manifest.name} ({model.entry.file}, input {list(model.input_shape)})",
-            "machine": versions(),
+            "machine": {p: installed.get(p, "not installed") for p in SERVING_PACKAGES},
             "deployments": deployments,
             "defense_overhead": overhead,
         }

@@ -7,18 +7,29 @@ numpy and the standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 SLICES = 10  # each contender's calls are split into this many slices, interleaved with the others'
 OPTIONAL = ("torch", "ai-edge-litert", "tflite-runtime")  # versions recorded when installed
+
+
+def installed_versions(names: Iterable[str]) -> dict[str, str]:
+    """The version of each of these distributions that is installed, read from its metadata: never
+    imported (importing torch here would defeat the device side)."""
+    found = {}
+    for name in names:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[name] = importlib.metadata.version(name)
+    return found
 
 
 def machine() -> dict[str, Any]:
@@ -32,12 +43,6 @@ def machine() -> dict[str, Any]:
         features = info.get("flags", info.get("Features"))  # x86 / aarch64: says whether int8 dot products (VNNI, asimddp) exist
     except OSError:
         pass
-    versions = {}
-    for name in OPTIONAL:  # metadata only: importing torch here would defeat the device side
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return {
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -47,7 +52,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "onnxruntime": onnxruntime.__version__,
-        **versions,
+        **installed_versions(OPTIONAL),
         # other work on the machine inflates and spreads the timings: record how busy it was
         "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
