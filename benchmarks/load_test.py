@@ -154,13 +154,9 @@ def check(results: list[tuple[int, int, bytes, int]], cases: list[Case], classes
 
 
 def bare_latency(model: DeployedModel, stack: Any, x: np.ndarray, reps: int) -> dict[str, float]:
-    """Median in-process cost of the same query: onnxruntime alone, then the full local pipeline."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-    session = ort.InferenceSession(str(model.path), opts, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: model.normalise(x)}
+    """Median in-process cost of the same query: onnxruntime alone (the model's own one-thread
+    session), then the full local pipeline."""
+    session, feed = model.backend.session, {model.backend.input_name: model.normalise(x)}
 
     def median_us(fn: Any) -> float:
         return round(bench_median_us(fn, reps, reps // 10), 1)
