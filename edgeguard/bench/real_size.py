@@ -52,10 +52,6 @@ def calibration_images(size: int, n: int = CALIBRATION) -> np.ndarray:
     return natural_patches(n, (3, size, size), seed=CALIBRATION_SEED)
 
 
-def _batches(x: torch.Tensor, size: int = 16) -> list[torch.Tensor]:
-    return list(x.split(size))
-
-
 def int8_pair(name: str, calibration: torch.Tensor, seed: int = 0) -> tuple[nn.Module, nn.Module]:
     """(fp32, eager int8) modules of torchvision's quantizable `name`, random weights; inputs normalised.
 
@@ -71,7 +67,7 @@ def int8_pair(name: str, calibration: torch.Tensor, seed: int = 0) -> tuple[nn.M
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = None  # cumulative average over all calibration batches
     with torch.no_grad():
-        for x in _batches(calibration):
+        for x in calibration.split(16):
             fp32(x)
     fp32.eval()
     qat = copy.deepcopy(fp32).train()
@@ -85,7 +81,7 @@ def int8_pair(name: str, calibration: torch.Tensor, seed: int = 0) -> tuple[nn.M
         if isinstance(m, nn.Dropout):
             m.eval()  # a dropped-out classifier input would widen the logits' range past inference's
     with torch.no_grad():
-        for x in _batches(calibration):
+        for x in calibration.split(16):
             qat(x)
     return fp32, convert_int8(qat, BACKEND)
 
