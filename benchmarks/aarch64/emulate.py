@@ -91,9 +91,7 @@ def served_answer(export: Path, body: bytes, work: Path, guest: Guest | None, fo
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         keys = Path(tmp) / "keys.db"
         key = KeyStore(keys, create=True).add("aarch64-check")
-        server = Server(export, keys, max_batch=SERVED, **emulated)
-        server.args += ["--format", format]  # load_test's Server serves the default file
-        with server:
+        with Server(export, keys, "--format", format, max_batch=SERVED, **emulated) as server:
             return ask(server.port, key, body)
 
 
