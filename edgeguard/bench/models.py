@@ -66,9 +66,11 @@ def deployed_loader(manifest: Manifest, folder: str | Path, entry: ModelEntry) -
     return lambda threads: DeployedModel.open(manifest, entry, folder, threads=threads).logits
 
 
-def peer_entries(manifest: Manifest) -> list[tuple[str, ModelEntry]]:
-    """(label, entry) of each peer file: another toolkit's int8 route for the same network."""
-    return [(p["label"], ModelEntry(**{k: v for k, v in p.items() if k != "label"})) for p in manifest.extra.get("peers", [])]
+def entries(manifest: Manifest) -> list[tuple[str | None, ModelEntry]]:
+    """(label, entry) of every model file: the manifest's own (label None), then each peer file (another
+    toolkit's int8 route for the same network, labelled by it)."""
+    peers = [(p["label"], ModelEntry(**{k: v for k, v in p.items() if k != "label"})) for p in manifest.extra.get("peers", [])]
+    return [(None, e) for e in manifest.models] + peers
 
 
 def contenders(folder: str | Path, torch: bool | None = None) -> tuple[list[Contender], list[dict[str, Any]]]:
@@ -77,8 +79,7 @@ def contenders(folder: str | Path, torch: bool | None = None) -> tuple[list[Cont
     torch=None: include torch when it is installed and its modules can be had; True: require them.
     """
     manifest = Manifest.load(folder)
-    entries = [(None, e) for e in manifest.models] + peer_entries(manifest)
-    out = [Contender(e.format, e.precision, e.file, e.size_bytes, deployed_loader(manifest, folder, e), label) for label, e in entries]
+    out = [Contender(e.format, e.precision, e.file, e.size_bytes, deployed_loader(manifest, folder, e), label) for label, e in entries(manifest)]
     if torch is False or (torch is None and importlib.util.find_spec("torch") is None):
         return out, []
     from edgeguard.bench.torch_side import torch_contenders  # torch side: imported only here
@@ -147,7 +148,7 @@ def bench_export(
 def network_macs(folder: str | Path, manifest: Manifest) -> dict[str, Any]:
     """MACs per image of the export's network, counted from its fp32 file of the default format (every file
     of an export holds the same network; each such file's own count is listed to show it)."""
-    counted = [e for e in manifest.models + [e for _, e in peer_entries(manifest)] if e.format == DEFAULT]
+    counted = [e for _, e in entries(manifest) if e.format == DEFAULT]
     if not counted or not macs_available():
         return {"macs": None, "reason": f"needs a {DEFAULT} file and the onnx package (the train extra)"}
 
@@ -166,8 +167,7 @@ def throughput(macs: int | None, batch: int, p50_ms: float, threads: int, peak_g
 
 def files(manifest: Manifest) -> dict[str, Any]:
     """What each file is (label, quantization) and what export measured on it (`verified`: agreement, accuracy)."""
-    entries = [(None, e) for e in manifest.models] + peer_entries(manifest)
-    return {e.file: {"peer": label, "format": e.format, "precision": e.precision, "quantization": e.quantization, "verified": e.verified} for label, e in entries}
+    return {e.file: {"peer": label, "format": e.format, "precision": e.precision, "quantization": e.quantization, "verified": e.verified} for label, e in entries(manifest)}
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
