@@ -43,6 +43,7 @@ from edgeguard.bench.loopback import (
     alternate,
     drive,
     http_request,
+    load_summary,
     paired_difference_us,
     percentiles_us,
     predict_body,
@@ -117,11 +118,7 @@ def throughput(export: Path, keys: list[tuple[str, str]], body: bytes, clients: 
         results, seconds = run_async(load(requests // len(servers), clients // len(servers), max_seconds))
     return {
         "servers": len(servers),
-        "clients": clients,
-        "requests": len(results),
-        "seconds": round(seconds, 3),
-        "requests_per_s": round(len(results) / seconds, 1),
-        **percentiles_us([t for _, _, _, t in results]),
+        **load_summary(results, seconds, clients),
         "by_status": dict(Counter(str(status) for _, status, _, _ in results)),
         "answered_with_warm_up": sum(status == 200 for _, status, _, _ in warm + results),
     }
