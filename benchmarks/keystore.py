@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import importlib.metadata
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from edgeguard.bench.loopback import (
     run_async,
 )
 from edgeguard.bench.script import run_script
-from edgeguard.bench.timing import time_calls
+from edgeguard.bench.timing import median_us
 from edgeguard.errors import EdgeguardError
 from edgeguard.manifest import Manifest
 from edgeguard.serve import open_store
@@ -97,7 +96,7 @@ def in_process(stores: dict[str, tuple[str, str]], calls: int) -> dict[str, floa
             store.lookup(key)
             store.charge(key, 1, day, LIMITS["rate"], LIMITS["burst"])
 
-        out[f"{name}_lookup_plus_charge_us"] = round(statistics.median(time_calls(request, calls, calls // 10)) / 1e3, 1)
+        out[f"{name}_lookup_plus_charge_us"] = round(median_us(request, calls, calls // 10), 1)
         store.close()
     return out
 

@@ -106,7 +106,7 @@ def bench_export(
     ready, startup = [], {}
     for c in candidates:
         try:
-            startup[c.name] = [time_calls(lambda c=c: c.load(1), 1, 0)[0] for _ in range(5)]
+            startup[c.name] = time_calls(lambda c=c: c.load(1), runs=5, warmup=0)
         except (EdgeguardError, ImportError) as e:  # a backend whose package is missing, an unknown format
             skipped.append({"file": c.file, "format": c.format, "precision": c.precision, "reason": str(e)})
             continue
