@@ -21,9 +21,10 @@ import numpy as np
 
 from edgeguard.bench.macs import available as macs_available
 from edgeguard.bench.macs import count_macs
-from edgeguard.bench.peak import peak
+from edgeguard.bench.peak import gemm_ceiling, peak
 from edgeguard.bench.timing import interleaved, machine, percentiles_ms, time_calls
 from edgeguard.errors import EdgeguardError
+from edgeguard.files import atomic_write_bytes, atomic_write_json
 from edgeguard.formats import DEFAULT, FORMATS
 from edgeguard.manifest import Manifest, ModelEntry
 from edgeguard.runtime import DeployedModel
@@ -114,8 +115,6 @@ def bench_export(
     work = network_macs(folder, manifest)
     limit = peak()
     if macs_available():
-        from edgeguard.bench.peak import gemm_ceiling
-
         limit["measured_gemm_ceiling"] = gemm_ceiling()  # at the start of the run: the same load as what follows
     rng = np.random.default_rng(0)
     rows = []
@@ -244,8 +243,6 @@ def markdown(result: dict[str, Any]) -> str:
 
 def save(result: dict[str, Any], out: str | Path) -> list[Path]:
     """The result as data (JSON), then rendered beside it: markdown, and a PNG where matplotlib is installed."""
-    from edgeguard.files import atomic_write_bytes, atomic_write_json
-
     out = Path(out)
     written = [atomic_write_json(out, result), atomic_write_bytes(out.with_suffix(".md"), markdown(result).encode())]
     if importlib.util.find_spec("matplotlib") is not None:

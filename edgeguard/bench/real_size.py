@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeguard.data.natural import natural_patches
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import sha256_file
 from edgeguard.formats import DEFAULT, FORMATS
@@ -47,8 +48,6 @@ TORCH_FILES = {"fp32": "torch.fp32.pt", "int8": "torch.int8.pt"}  # TorchScript 
 
 def calibration_images(size: int, n: int = CALIBRATION) -> np.ndarray:
     """(n, 3, size, size) float32 in [0, 1]: patches of the photos shipped in scikit-learn and scikit-image."""
-    from edgeguard.data.natural import natural_patches
-
     return natural_patches(n, (3, size, size), seed=CALIBRATION_SEED)
 
 
