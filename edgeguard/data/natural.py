@@ -47,17 +47,15 @@ def natural_patches(n: int, shape: tuple[int, int, int], seed: int = 0) -> np.nd
     to write into theirs."""
     if n * int(np.prod(shape)) * 4 > CACHED_BYTES:
         return _draw(n, tuple(shape), seed)
-    return _cached(n, tuple(shape), seed).copy()
-
-
-@lru_cache(maxsize=4)
-def _cached(n: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
-    return _draw(n, shape, seed)
+    return _cached_draw(n, tuple(shape), seed).copy()
 
 
 def _draw(n: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return _cut(n, shape, rng, lambda i: int(rng.integers(len(photos()))))
+
+
+_cached_draw = lru_cache(maxsize=4)(_draw)
 
 
 def photo_patches(photo_ids: np.ndarray, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
