@@ -46,11 +46,6 @@ BACKEND = "x86"
 TORCH_FILES = {"fp32": "torch.fp32.pt", "int8": "torch.int8.pt"}  # TorchScript modules: torch_side loads them
 
 
-def calibration_images(size: int, n: int = CALIBRATION) -> np.ndarray:
-    """(n, 3, size, size) float32 in [0, 1]: patches of the photos shipped in scikit-learn and scikit-image."""
-    return natural_patches(n, (3, size, size), seed=CALIBRATION_SEED)
-
-
 def int8_pair(name: str, calibration: torch.Tensor, seed: int = 0) -> tuple[nn.Module, nn.Module]:
     """(fp32, eager int8) modules of torchvision's quantizable `name`, random weights; inputs normalised.
 
@@ -114,9 +109,8 @@ def real_size_export(name: str, size: int, out: str | Path, formats: tuple[str, 
     format on the calibration images is recorded in its entry's `verified`.
     """
     shape = (3, size, size)
-    images = calibration_images(size)
-    normalise = Normaliser(IMAGENET_MEAN, IMAGENET_STD)
-    calibration = normalise(images)
+    images = natural_patches(CALIBRATION, shape, seed=CALIBRATION_SEED)
+    calibration = Normaliser(IMAGENET_MEAN, IMAGENET_STD)(images)
     fp32, int8 = int8_pair(name, torch.from_numpy(calibration), seed)
     folder = Path(out) / f"torchvision-{name}-{size}"
     folder.mkdir(parents=True, exist_ok=True)
