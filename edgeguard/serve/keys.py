@@ -310,13 +310,11 @@ class KeyStore(BaseKeyStore):
         return [KeyRecord(*row) for row in self.db.execute(f"SELECT {COLUMNS} FROM keys ORDER BY name")]
 
     def record_named(self, name: str) -> KeyRecord | None:
-        return self._record("name", name)
+        row = self.db.execute(f"SELECT {COLUMNS} FROM keys WHERE name = ?", (name,)).fetchone()
+        return KeyRecord(*row) if row else None
 
     def lookup(self, key: str) -> KeyRecord | None:
-        return self._record("key_hash", hash_key(key))
-
-    def _record(self, column: str, value: str) -> KeyRecord | None:
-        row = self.db.execute(f"SELECT {COLUMNS} FROM keys WHERE {column} = ?", (value,)).fetchone()
+        row = self.db.execute(f"SELECT {COLUMNS} FROM keys WHERE key_hash = ?", (hash_key(key),)).fetchone()
         return KeyRecord(*row) if row else None
 
     def charge(self, key: str, n: int, day: str, rate: float | None = None, burst: int | None = None, refuse_flagged: bool = False) -> Charge:
