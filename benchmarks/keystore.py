@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import importlib.metadata
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,13 +42,14 @@ from edgeguard.bench.loopback import (
     alternate,
     drive,
     http_request,
+    load_summary,
     paired_difference_us,
     percentiles_us,
     predict_body,
     run_async,
 )
 from edgeguard.bench.script import run_script
-from edgeguard.bench.timing import time_calls
+from edgeguard.bench.timing import median_us
 from edgeguard.errors import EdgeguardError
 from edgeguard.manifest import Manifest
 from edgeguard.serve import open_store
@@ -96,7 +96,7 @@ def in_process(stores: dict[str, tuple[str, str]], calls: int) -> dict[str, floa
             store.lookup(key)
             store.charge(key, 1, day, LIMITS["rate"], LIMITS["burst"])
 
-        out[f"{name}_lookup_plus_charge_us"] = round(statistics.median(time_calls(request, calls, calls // 10)) / 1e3, 1)
+        out[f"{name}_lookup_plus_charge_us"] = round(median_us(request, calls, calls // 10), 1)
         store.close()
     return out
 
@@ -117,11 +117,7 @@ def throughput(export: Path, keys: list[tuple[str, str]], body: bytes, clients: 
         results, seconds = run_async(load(requests // len(servers), clients // len(servers), max_seconds))
     return {
         "servers": len(servers),
-        "clients": clients,
-        "requests": len(results),
-        "seconds": round(seconds, 3),
-        "requests_per_s": round(len(results) / seconds, 1),
-        **percentiles_us([t for _, _, _, t in results]),
+        **load_summary(results, seconds, clients),
         "by_status": dict(Counter(str(status) for _, status, _, _ in results)),
         "answered_with_warm_up": sum(status == 200 for _, status, _, _ in warm + results),
     }

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import statistics
 import sys
@@ -54,12 +53,14 @@ from edgeguard.bench.loopback import (
     drive,
     http_request,
     infer_body,
+    load_summary,
     paired_difference_us,
     percentiles_us,
     predict_body,
     run_async,
 )
 from edgeguard.bench.script import run_script
+from edgeguard.bench.timing import installed_versions
 from edgeguard.bench.timing import median_us as bench_median_us
 from edgeguard.defenses import parse_stack
 from edgeguard.errors import EdgeguardError
@@ -70,6 +71,7 @@ from edgeguard.serve.service import ServeConfig, Service, default_max_body_bytes
 
 BATCH = 8  # images per batched valid request
 OVERHEAD_BAR = 0.05  # a defense stack may add at most 5% to one served request's latency
+SERVING_PACKAGES = ("starlette", "uvicorn", "uvloop", "httptools", "orjson")  # versions recorded with the machine
 
 
 @dataclass
@@ -153,13 +155,9 @@ def check(results: list[tuple[int, int, bytes, int]], cases: list[Case], classes
 
 
 def bare_latency(model: DeployedModel, stack: Any, x: np.ndarray, reps: int) -> dict[str, float]:
-    """Median in-process cost of the same query: onnxruntime alone, then the full local pipeline."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-    session = ort.InferenceSession(str(model.path), opts, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: model.normalise(x)}
+    """Median in-process cost of the same query: onnxruntime alone (the model's own one-thread
+    session), then the full local pipeline."""
+    session, feed = model.backend.session, {model.backend.input_name: model.normalise(x)}
 
     def median_us(fn: Any) -> float:
         return round(bench_median_us(fn, reps, reps // 10), 1)
@@ -199,14 +197,10 @@ def run_deployment(export: Path, defense: str, args: argparse.Namespace, tmp: Pa
         "defense": stack.spec,
         "latency_single_client": {"requests": len(seq), **latency},
         "load": {
-            "requests": len(load),
-            "clients": args.clients,
-            "seconds": round(seconds, 3),
-            "requests_per_s": round(len(load) / seconds, 1),
+            **load_summary(load, seconds, args.clients),
             "items_answered_per_s": round(items / seconds, 1),
             "valid_requests": len(valid),
             "invalid_requests": len(load) - len(valid),
-            **percentiles_us([r[3] for r in load]),
             "p50_us_valid_single_image": percentiles_us([r[3] for r in valid if cases[r[0]].kind.endswith("_1")])["p50_us"],
         },
         "in_process": bare,
@@ -287,16 +281,6 @@ def defense_overhead(export: Path, defense: str, args: argparse.Namespace, tmp: 
     }
 
 
-def versions() -> dict[str, str]:
-    have = {}
-    for package in ("starlette", "uvicorn", "uvloop", "httptools", "orjson"):
-        try:
-            have[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            have[package] = "not installed"
-    return have
-
-
 def render(result: dict[str, Any]) -> str:
     lines = [f"{result['model']} on {result['machine']['processor']}, {result['machine']['cpu_count']} CPUs"]
     for d in result["deployments"]:
@@ -347,10 +331,11 @@ def main(argv: list[str] | None = None) -> int:
             deployments = [run_deployment(args.export, spec, args, Path(tmp)) for spec in ("none", args.defense)]
             overhead = defense_overhead(args.export, args.defense, args, Path(tmp))
         model = DeployedModel.load(args.export)
+        installed = installed_versions(SERVING_PACKAGES)
         return {
             "what": "edgeguard serve on loopback: latency, throughput, server overhead, correctness",
             "model": f"{model.manifest.name} ({model.entry.file}, input {list(model.input_shape)})",
-            "machine": versions(),
+            "machine": {p: installed.get(p, "not installed") for p in SERVING_PACKAGES},
             "deployments": deployments,
             "defense_overhead": overhead,
         }

@@ -37,6 +37,7 @@ from edgeguard.bench.loopback import (
     Server,
     drive,
     http_request,
+    load_summary,
     percentiles_us,
     predict_body,
     run_async,
@@ -96,13 +97,7 @@ def run_size(export: Path, synthetic: bool, args: argparse.Namespace, tmp: Path)
         "jpeg_bytes_mean": round(float(np.mean([len(f) for f in files])), 1),
         "json_bytes_same_pixels": len(predict_body(decoded[0])),
         "latency_single_client": {"requests": len(seq), **latency},
-        "load": {
-            "requests": len(load),
-            "clients": args.clients,
-            "seconds": round(seconds, 3),
-            "requests_per_s": round(len(load) / seconds, 1),
-            **percentiles_us([r[3] for r in load]),
-        },
+        "load": load_summary(load, seconds, args.clients),
         "in_process_p50_us": {
             "decode": round(decode_us, 1),
             "inference": round(infer_us, 1),

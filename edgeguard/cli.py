@@ -351,14 +351,12 @@ def keys_list(db: str) -> None:
     def limit(value: Any) -> str:
         return "-" if value is None else f"{value:g}"
 
-    def status(r: Any) -> str:
-        return "revoked" if r.revoked else "flagged" if r.flagged else "active"
-
     click.echo(f"{'name':<20}{'status':<10}{'used':>10}{'budget':>10}{'today':>10}{'daily':>10}{'rate/s':>8}{'burst':>7}  {'created':<27}flag")
     for r in records:
+        status = "revoked" if r.revoked else "flagged" if r.flagged else "active"
         flag = f"{r.flagged} {r.flag_reason}" if r.flagged else "-"
         click.echo(
-            f"{r.name:<20}{status(r):<10}{r.used:>10}{limit(r.budget):>10}{r.used_on(today):>10}"
+            f"{r.name:<20}{status:<10}{r.used:>10}{limit(r.budget):>10}{r.used_on(today):>10}"
             f"{limit(r.daily):>10}{limit(r.rate):>8}{limit(r.burst):>7}  {r.created:<27}{flag}"
         )
 

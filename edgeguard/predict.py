@@ -29,10 +29,6 @@ from edgeguard.runtime.preprocess import ImageError
 BATCH = 32  # files decoded and run through a local model at once
 
 
-def is_url(target: str) -> bool:
-    return target.startswith(("http://", "https://"))
-
-
 def image_files(paths: Sequence[str | Path]) -> list[Path]:
     """Files as given, and the image files of folders (by suffix, recursively, sorted)."""
     files: list[Path] = []
@@ -60,7 +56,7 @@ def predict_files(
         from tqdm import tqdm
 
         files = tqdm(files, unit="image", leave=False, disable=None)  # None: no bar when stderr is not a terminal
-    if not is_url(target):
+    if not target.startswith(("http://", "https://")):
         model = DeployedModel.load(target, precision=precision, format=format)
         return {"target": target, "model": model.manifest.name, "files": list(_local(model, files, top_k))}
     if not api_key:

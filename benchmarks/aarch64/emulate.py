@@ -17,7 +17,6 @@ and every served answer agrees as above. Timings under qemu measure the emulator
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import subprocess
@@ -26,9 +25,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
-from edgeguard.bench.loopback import HOST, Server, predict_body
+from edgeguard.bench.loopback import Server, predict_body
 from edgeguard.bench.parity import REFERENCE, write_reference
 from edgeguard.bench.timing import machine
 from edgeguard.export.pipeline import default_export
@@ -64,15 +64,11 @@ def device_check(guest: Guest, export: Path, out: Path) -> dict[str, Any]:
     return json.loads(out.read_text())
 
 
-def ask(port: int, key: str, body: bytes) -> Any:
-    conn = http.client.HTTPConnection(HOST, port, timeout=300)
-    conn.request("POST", "/predict", body, {"Content-Type": "application/json", "X-API-Key": key})
-    response = conn.getresponse()
-    answer = response.read()
-    conn.close()
-    if response.status != 200:
-        raise SystemExit(f"/predict answered {response.status}: {answer[:300]!r}")
-    return json.loads(answer)
+def ask(url: str, key: str, body: bytes) -> Any:
+    response = httpx.post(f"{url}/predict", content=body, headers={"Content-Type": "application/json", "X-API-Key": key}, timeout=300)
+    if response.status_code != 200:
+        raise SystemExit(f"/predict answered {response.status_code}: {response.content[:300]!r}")
+    return response.json()
 
 
 def with_every_format(export: Path, runs: Path) -> Path:
@@ -91,10 +87,8 @@ def served_answer(export: Path, body: bytes, work: Path, guest: Guest | None, fo
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         keys = Path(tmp) / "keys.db"
         key = KeyStore(keys, create=True).add("aarch64-check")
-        server = Server(export, keys, max_batch=SERVED, **emulated)
-        server.args += ["--format", format]  # load_test's Server serves the default file
-        with server:
-            return ask(server.port, key, body)
+        with Server(export, keys, "--format", format, max_batch=SERVED, **emulated) as server:
+            return ask(server.url, key, body)
 
 
 def compare_answers(answer: Any, x86: Any) -> dict[str, Any]:

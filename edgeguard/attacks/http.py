@@ -30,8 +30,9 @@ from edgeguard.runtime import DeployedModel
 DEFAULT_BATCH = 64  # the server's default --max-batch
 
 
-class HttpVictim:
-    """Queries `edgeguard serve` in batches of at most `batch` inputs; counts every answered input.
+class HttpVictim(Client):
+    """A `Client` that answers the `Victim` protocol: queries `edgeguard serve` in batches of at most
+    `batch` inputs and counts every answered input.
 
     - 429 (rate limit): the client sleeps the server's Retry-After and sends the request again, at
       most `max_retries` times and `max_wait` seconds per request; then an `EdgeguardError`.
@@ -45,32 +46,18 @@ class HttpVictim:
         """`client_options`: `edgeguard.client.Client`'s (timeout, max_retries, max_wait)."""
         if batch < 1:
             raise EdgeguardError(f"batch must be >= 1 (inputs per request), got {batch}")
-        self.client = Client(url, api_key, model_name, **client_options)
-        self.url = self.client.url
+        super().__init__(url, api_key, model_name, **client_options)
         self.model_name = model_name
         self.batch = batch
         self.classes: list[str] | None = None
         if model_name is not None:
-            metadata = self.client.metadata()
+            metadata = self.metadata()
             self.classes = list(metadata["classes"])
             self.batch = min(batch, int(metadata["max_batch"]))
 
     @property
     def queries(self) -> int:
-        return self.client.answered
-
-    @property
-    def retries(self) -> int:
-        return self.client.retries
-
-    def __enter__(self) -> "HttpVictim":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.client.close()
+        return self.answered
 
     def query(self, x: np.ndarray) -> np.ndarray:
         """(n, C, H, W) in [0, 1] -> (n, classes) float64, one request per `batch` inputs."""
@@ -82,7 +69,7 @@ class HttpVictim:
         return np.concatenate([self._ask(x[i : i + self.batch]) for i in range(0, len(x), self.batch)])
 
     def _ask(self, x: np.ndarray) -> np.ndarray:
-        answer = self.client.predict(x) if self.model_name is None else self.client.infer(x)
+        answer = self.predict(x) if self.model_name is None else self.infer(x)
         return answer.probabilities(None if self.classes is None else len(self.classes))
 
 

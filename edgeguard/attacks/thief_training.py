@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeguard.attacks.surrogate import Surrogate, train_surrogate
+from edgeguard.attacks.surrogate import Surrogate, soft_cross_entropy, train_surrogate
 from edgeguard.attacks.thieves import TUNING, WIDE_CNN, Recipe, Thief
 from edgeguard.metrics import agreement
 from edgeguard.models import build_model
@@ -85,7 +85,7 @@ def _fit(recipe: Recipe, x: np.ndarray, answers: np.ndarray, soft: bool, num_cla
             a = float(mix[step])
             perm = torch.randperm(batch, generator=gen)
             xb, yb = a * xb + (1 - a) * xb[perm], a * yb + (1 - a) * yb[perm]
-        loss = -(yb * torch.log_softmax(model(xb), 1)).sum(1).mean()
+        loss = soft_cross_entropy(xb, yb, model)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

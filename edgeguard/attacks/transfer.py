@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeguard.data.natural import rgb01, square_patch
+
 # photographs bundled in installed wheels, none among `edgeguard.data.natural`'s 19 (file, package)
 HELDOUT_PHOTOS = {
     "motorcycle_left": ("motorcycle_left.png", "skimage"),
@@ -71,12 +73,7 @@ def images(kind: str) -> tuple[np.ndarray, ...]:
         out = [(m - m.min()) / (m.max() - m.min()) for m in maps]
     else:
         raise ValueError(f"'{kind}' has no source images; kinds: {', '.join(KINDS)}")
-    rgb = []
-    for img in out:
-        img = np.asarray(img, dtype=np.float32)
-        img = img / 255.0 if img.max() > 1.0 else img
-        rgb.append(np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3])
-    return tuple(rgb)
+    return tuple(map(rgb01, out))
 
 
 @dataclass(frozen=True)
@@ -101,8 +98,6 @@ class TransferSet:
         return np.stack([self._one(shape, np.random.default_rng([seed, i])) for i in range(n)])
 
     def _one(self, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
-        from skimage.transform import resize
-
         channels, h, w = shape
         if self.kind == "fields":
             return _field(shape, rng)
@@ -112,11 +107,7 @@ class TransferSet:
         img = pool[rng.integers(len(pool))]
         short = min(img.shape[:2])
         side = max(8, min(short, round(short * rng.uniform(*self.crop))))
-        top, left = rng.integers(img.shape[0] - side + 1), rng.integers(img.shape[1] - side + 1)
-        patch = img[top : top + side, left : left + side]
-        if rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        patch = resize(patch, (h, w), order=1, anti_aliasing=True).astype(np.float32)
+        patch = square_patch(img, side, (h, w), rng).astype(np.float32)
         if channels == 1:
             patch = (patch @ np.array(GREYS[self.grey], dtype=np.float32))[..., None]
         return np.clip(patch, 0.0, 1.0).transpose(2, 0, 1)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeguard.bench.timing import machine, median_us
+from edgeguard.bench.timing import median_us
 from edgeguard.defenses import parse_stack
 from edgeguard.files import sha256_file
 from edgeguard.formats import DEFAULT, FORMATS
@@ -96,7 +96,6 @@ def synthetic_export(folder: Path, classes: int = 10, seed: int = 0, size: int =
 
 
 def time_defenses(export: Path, synthetic: bool, reps: int, warmup: int, seed: int) -> dict[str, Any]:
-    before = machine()
     model = DeployedModel.load(export, threads=1)
     rng = np.random.default_rng(seed)
     inputs = {b: rng.random((b, *model.input_shape), dtype=np.float32) for b in BATCHES}
@@ -128,7 +127,6 @@ def time_defenses(export: Path, synthetic: bool, reps: int, warmup: int, seed: i
             "file": model.entry.file,
             "sha256": model.entry.sha256,
         },
-        "machine": {**before, "load_average_at_end": machine()["load_average_1_5_15_min"]},
         "settings": {"reps": reps, "warmup": warmup, "onnxruntime_threads": 1, "batches": list(BATCHES), "seed": seed},
         "inference_us": {str(b): round(inference[b], 2) for b in BATCHES},
         "defenses": rows,

@@ -100,6 +100,12 @@ def percentiles_us(ns: list[int]) -> dict[str, float]:
     return {"p50_us": round(float(q[0]), 1), "p99_us": round(float(q[1]), 1)}
 
 
+def load_summary(results: list[tuple[int, int, bytes, int]], seconds: float, clients: int) -> dict[str, Any]:
+    """A load phase (`drive`'s results and seconds) in numbers: requests, clients, seconds, requests/s, p50 / p99."""
+    n = len(results)
+    return {"requests": n, "clients": clients, "seconds": round(seconds, 3), "requests_per_s": round(n / seconds, 1), **percentiles_us([r[3] for r in results])}
+
+
 async def alternate(ports: list[int], raws: list[bytes], rounds: int) -> list[list[tuple[int, bytes, int]]]:
     """Send raws[j] to ports[j] for each j in turn, `rounds` times (which goes first alternates)."""
     conns = [Connection(port) for port in ports]

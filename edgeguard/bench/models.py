@@ -21,9 +21,10 @@ import numpy as np
 
 from edgeguard.bench.macs import available as macs_available
 from edgeguard.bench.macs import count_macs
-from edgeguard.bench.peak import peak
+from edgeguard.bench.peak import gemm_ceiling, peak
 from edgeguard.bench.timing import interleaved, machine, percentiles_ms, time_calls
 from edgeguard.errors import EdgeguardError
+from edgeguard.files import atomic_write_bytes, atomic_write_json
 from edgeguard.formats import DEFAULT, FORMATS
 from edgeguard.manifest import Manifest, ModelEntry
 from edgeguard.runtime import DeployedModel
@@ -66,9 +67,11 @@ def deployed_loader(manifest: Manifest, folder: str | Path, entry: ModelEntry) -
     return lambda threads: DeployedModel.open(manifest, entry, folder, threads=threads).logits
 
 
-def peer_entries(manifest: Manifest) -> list[tuple[str, ModelEntry]]:
-    """(label, entry) of each peer file: another toolkit's int8 route for the same network."""
-    return [(p["label"], ModelEntry(**{k: v for k, v in p.items() if k != "label"})) for p in manifest.extra.get("peers", [])]
+def entries(manifest: Manifest) -> list[tuple[str | None, ModelEntry]]:
+    """(label, entry) of every model file: the manifest's own (label None), then each peer file (another
+    toolkit's int8 route for the same network, labelled by it)."""
+    peers = [(p["label"], ModelEntry(**{k: v for k, v in p.items() if k != "label"})) for p in manifest.extra.get("peers", [])]
+    return [(None, e) for e in manifest.models] + peers
 
 
 def contenders(folder: str | Path, torch: bool | None = None) -> tuple[list[Contender], list[dict[str, Any]]]:
@@ -77,8 +80,7 @@ def contenders(folder: str | Path, torch: bool | None = None) -> tuple[list[Cont
     torch=None: include torch when it is installed and its modules can be had; True: require them.
     """
     manifest = Manifest.load(folder)
-    entries = [(None, e) for e in manifest.models] + peer_entries(manifest)
-    out = [Contender(e.format, e.precision, e.file, e.size_bytes, deployed_loader(manifest, folder, e), label) for label, e in entries]
+    out = [Contender(e.format, e.precision, e.file, e.size_bytes, deployed_loader(manifest, folder, e), label) for label, e in entries(manifest)]
     if torch is False or (torch is None and importlib.util.find_spec("torch") is None):
         return out, []
     from edgeguard.bench.torch_side import torch_contenders  # torch side: imported only here
@@ -105,7 +107,7 @@ def bench_export(
     ready, startup = [], {}
     for c in candidates:
         try:
-            startup[c.name] = [time_calls(lambda c=c: c.load(1), 1, 0)[0] for _ in range(5)]
+            startup[c.name] = time_calls(lambda c=c: c.load(1), runs=5, warmup=0)
         except (EdgeguardError, ImportError) as e:  # a backend whose package is missing, an unknown format
             skipped.append({"file": c.file, "format": c.format, "precision": c.precision, "reason": str(e)})
             continue
@@ -113,8 +115,6 @@ def bench_export(
     work = network_macs(folder, manifest)
     limit = peak()
     if macs_available():
-        from edgeguard.bench.peak import gemm_ceiling
-
         limit["measured_gemm_ceiling"] = gemm_ceiling()  # at the start of the run: the same load as what follows
     rng = np.random.default_rng(0)
     rows = []
@@ -147,7 +147,7 @@ def bench_export(
 def network_macs(folder: str | Path, manifest: Manifest) -> dict[str, Any]:
     """MACs per image of the export's network, counted from its fp32 file of the default format (every file
     of an export holds the same network; each such file's own count is listed to show it)."""
-    counted = [e for e in manifest.models + [e for _, e in peer_entries(manifest)] if e.format == DEFAULT]
+    counted = [e for _, e in entries(manifest) if e.format == DEFAULT]
     if not counted or not macs_available():
         return {"macs": None, "reason": f"needs a {DEFAULT} file and the onnx package (the train extra)"}
 
@@ -166,8 +166,7 @@ def throughput(macs: int | None, batch: int, p50_ms: float, threads: int, peak_g
 
 def files(manifest: Manifest) -> dict[str, Any]:
     """What each file is (label, quantization) and what export measured on it (`verified`: agreement, accuracy)."""
-    entries = [(None, e) for e in manifest.models] + peer_entries(manifest)
-    return {e.file: {"peer": label, "format": e.format, "precision": e.precision, "quantization": e.quantization, "verified": e.verified} for label, e in entries}
+    return {e.file: {"peer": label, "format": e.format, "precision": e.precision, "quantization": e.quantization, "verified": e.verified} for label, e in entries(manifest)}
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -244,8 +243,6 @@ def markdown(result: dict[str, Any]) -> str:
 
 def save(result: dict[str, Any], out: str | Path) -> list[Path]:
     """The result as data (JSON), then rendered beside it: markdown, and a PNG where matplotlib is installed."""
-    from edgeguard.files import atomic_write_bytes, atomic_write_json
-
     out = Path(out)
     written = [atomic_write_json(out, result), atomic_write_bytes(out.with_suffix(".md"), markdown(result).encode())]
     if importlib.util.find_spec("matplotlib") is not None:

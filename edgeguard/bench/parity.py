@@ -26,13 +26,6 @@ REFERENCE = "parity-reference.npz"  # written into the export folder, so it trav
 SPLITS = ("test", "ood")
 
 
-def reference_inputs(manifest: Manifest) -> dict[str, np.ndarray]:
-    """The parity inputs of the export's dataset (runtime.parity: the same as export's own checks)."""
-    from edgeguard.data import victim_data
-
-    return parity_inputs(victim_data(manifest).test.sample(TEST_SAMPLE).x, tuple(manifest.input_shape))
-
-
 def runnable(folder: str | Path) -> tuple[dict[str, DeployedModel], dict[str, str]]:
     """Every model file of the export this machine can run, and why the others cannot."""
     models, skipped = {}, {}
@@ -45,8 +38,12 @@ def runnable(folder: str | Path) -> tuple[dict[str, DeployedModel], dict[str, st
 
 
 def write_reference(folder: str | Path, out: str | Path | None = None) -> Path:
-    """Inputs and each runnable file's logits on them, as computed on this machine."""
-    inputs = reference_inputs(Manifest.load(folder))
+    """Inputs (the export's own parity inputs: runtime.parity) and each runnable file's logits on
+    them, as computed on this machine."""
+    from edgeguard.data import victim_data
+
+    manifest = Manifest.load(folder)
+    inputs = parity_inputs(victim_data(manifest).test.sample(TEST_SAMPLE).x, tuple(manifest.input_shape))
     models, _ = runnable(folder)
     arrays = {f"inputs/{s}": x for s, x in inputs.items()}
     arrays |= {f"logits/{s}/{file}": m.logits(x) for file, m in models.items() for s, x in inputs.items()}

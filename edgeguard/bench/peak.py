@@ -5,7 +5,7 @@ instruction set offers and how many of them a core issues per cycle (instruction
 Agner Fog's "Instruction tables", Arm's Software Optimization Guides; docs/benchmarks.md lists each
 row's reasoning). The clock is the kernel's: sysfs's maximum frequency where the kernel exposes one,
 else /proc/cpuinfo's "cpu MHz" (a VM's nominal clock; turbo can exceed it, so a share above 100% is
-possible there). stdlib only: a device runs this.
+possible there). The standard library and bench.timing only: a device runs this.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CPUINFO = Path("/proc/cpuinfo")
+from edgeguard.bench.timing import cpuinfo, interleaved
+
 MAX_FREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
 
 
@@ -50,22 +51,6 @@ HALF_WIDTH = (
     "AMD Zen 1 (family 23, model < 0x30) splits each 256-bit instruction into two 128-bit halves and has one "
     "vector integer multiply pipe: int8 VPMADDUBSW + VPMADDWD on that pipe -> 8 MACs per cycle; fp32: 2 x 128-bit FMA -> 8"
 )
-
-
-def cpuinfo() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = CPUINFO.read_text()
-    except OSError:
-        return {}
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip() and fields:
-            break
-        if ":" in line:
-            key, value = line.split(":", 1)
-            fields.setdefault(key.strip(), value.strip())
-    return fields
 
 
 def detect_isa(info: dict[str, str]) -> Isa | None:
@@ -114,8 +99,6 @@ def gemm_ceiling(m: int = 256, k: int = 1024, n: int = 256, runs: int = 30) -> d
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper
-
-    from edgeguard.bench.timing import interleaved
 
     def session(op: str, a_type: int, b_type: int) -> Any:
         graph = helper.make_graph(

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeguard.data.natural import natural_patches
 from edgeguard.errors import EdgeguardError
 from edgeguard.files import sha256_file
 from edgeguard.formats import DEFAULT, FORMATS
@@ -45,17 +46,6 @@ BACKEND = "x86"
 TORCH_FILES = {"fp32": "torch.fp32.pt", "int8": "torch.int8.pt"}  # TorchScript modules: torch_side loads them
 
 
-def calibration_images(size: int, n: int = CALIBRATION) -> np.ndarray:
-    """(n, 3, size, size) float32 in [0, 1]: patches of the photos shipped in scikit-learn and scikit-image."""
-    from edgeguard.data.natural import natural_patches
-
-    return natural_patches(n, (3, size, size), seed=CALIBRATION_SEED)
-
-
-def _batches(x: torch.Tensor, size: int = 16) -> list[torch.Tensor]:
-    return list(x.split(size))
-
-
 def int8_pair(name: str, calibration: torch.Tensor, seed: int = 0) -> tuple[nn.Module, nn.Module]:
     """(fp32, eager int8) modules of torchvision's quantizable `name`, random weights; inputs normalised.
 
@@ -71,7 +61,7 @@ def int8_pair(name: str, calibration: torch.Tensor, seed: int = 0) -> tuple[nn.M
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = None  # cumulative average over all calibration batches
     with torch.no_grad():
-        for x in _batches(calibration):
+        for x in calibration.split(16):
             fp32(x)
     fp32.eval()
     qat = copy.deepcopy(fp32).train()
@@ -85,7 +75,7 @@ def int8_pair(name: str, calibration: torch.Tensor, seed: int = 0) -> tuple[nn.M
         if isinstance(m, nn.Dropout):
             m.eval()  # a dropped-out classifier input would widen the logits' range past inference's
     with torch.no_grad():
-        for x in _batches(calibration):
+        for x in calibration.split(16):
             qat(x)
     return fp32, convert_int8(qat, BACKEND)
 
@@ -119,9 +109,8 @@ def real_size_export(name: str, size: int, out: str | Path, formats: tuple[str, 
     format on the calibration images is recorded in its entry's `verified`.
     """
     shape = (3, size, size)
-    images = calibration_images(size)
-    normalise = Normaliser(IMAGENET_MEAN, IMAGENET_STD)
-    calibration = normalise(images)
+    images = natural_patches(CALIBRATION, shape, seed=CALIBRATION_SEED)
+    calibration = Normaliser(IMAGENET_MEAN, IMAGENET_STD)(images)
     fp32, int8 = int8_pair(name, torch.from_numpy(calibration), seed)
     folder = Path(out) / f"torchvision-{name}-{size}"
     folder.mkdir(parents=True, exist_ok=True)

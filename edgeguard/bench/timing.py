@@ -7,47 +7,62 @@ numpy and the standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 SLICES = 10  # each contender's calls are split into this many slices, interleaved with the others'
 OPTIONAL = ("torch", "ai-edge-litert", "tflite-runtime")  # versions recorded when installed
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def installed_versions(names: Iterable[str]) -> dict[str, str]:
+    """The version of each of these distributions that is installed, read from its metadata: never
+    imported (importing torch here would defeat the device side)."""
+    found = {}
+    for name in names:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[name] = importlib.metadata.version(name)
+    return found
+
+
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip() and fields:
+            break
+        if ":" in line:
+            key, value = line.split(":", 1)
+            fields.setdefault(key.strip(), value.strip())
+    return fields
 
 
 def machine() -> dict[str, Any]:
     import onnxruntime
 
-    cpu, features = platform.processor(), None
-    try:  # platform.processor() is often empty on Linux; cpuinfo names the CPU and its instruction sets
-        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
-        info = {k.strip(): v.strip() for k, v in info.items()}
-        cpu = info.get("model name", cpu)
-        features = info.get("flags", info.get("Features"))  # x86 / aarch64: says whether int8 dot products (VNNI, asimddp) exist
-    except OSError:
-        pass
-    versions = {}
-    for name in OPTIONAL:  # metadata only: importing torch here would defeat the device side
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    info = cpuinfo()  # platform.processor() is often empty on Linux; cpuinfo names the CPU and its instruction sets
     return {
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "processor": cpu,
-        "cpu_features": features,
+        "processor": info.get("model name", platform.processor()),
+        "cpu_features": info.get("flags", info.get("Features")),  # x86 / aarch64: says whether int8 dot products (VNNI, asimddp) exist
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "onnxruntime": onnxruntime.__version__,
-        **versions,
+        **installed_versions(OPTIONAL),
         # other work on the machine inflates and spreads the timings: record how busy it was
         "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }

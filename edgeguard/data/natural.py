@@ -20,20 +20,20 @@ SKIMAGE_PHOTOS = (
 )  # fmt: skip
 
 
+def rgb01(image: np.ndarray) -> np.ndarray:
+    """An image as float32 RGB (H, W, 3) in [0, 1]: 8-bit values scaled, grey repeated, alpha dropped."""
+    img = np.asarray(image, dtype=np.float32)
+    img = img / 255.0 if img.max() > 1.0 else img
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
+
+
 @lru_cache(maxsize=1)
 def photos() -> tuple[np.ndarray, ...]:
     """All bundled photos as float32 RGB arrays in [0, 1], (H, W, 3)."""
     import skimage.data
     from sklearn.datasets import load_sample_images
 
-    out = [img.astype(np.float32) / 255.0 for img in load_sample_images().images]
-    for name in SKIMAGE_PHOTOS:
-        img = getattr(skimage.data, name)().astype(np.float32)
-        img = img / 255.0 if img.max() > 1.0 else img
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        out.append(img[..., :3])
-    return tuple(out)
+    return tuple(map(rgb01, [*load_sample_images().images, *(getattr(skimage.data, name)() for name in SKIMAGE_PHOTOS)]))
 
 
 CACHED_BYTES = 64 * 2**20  # largest patch set kept for repeated calls (1,000 RGB patches of 64x64 are 49 MB)
@@ -47,17 +47,15 @@ def natural_patches(n: int, shape: tuple[int, int, int], seed: int = 0) -> np.nd
     to write into theirs."""
     if n * int(np.prod(shape)) * 4 > CACHED_BYTES:
         return _draw(n, tuple(shape), seed)
-    return _cached(n, tuple(shape), seed).copy()
-
-
-@lru_cache(maxsize=4)
-def _cached(n: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
-    return _draw(n, shape, seed)
+    return _cached_draw(n, tuple(shape), seed).copy()
 
 
 def _draw(n: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return _cut(n, shape, rng, lambda i: int(rng.integers(len(photos()))))
+
+
+_cached_draw = lru_cache(maxsize=4)(_draw)
 
 
 def photo_patches(photo_ids: np.ndarray, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
@@ -66,11 +64,19 @@ def photo_patches(photo_ids: np.ndarray, shape: tuple[int, int, int], rng: np.ra
     return _cut(len(photo_ids), shape, rng, lambda i: int(photo_ids[i]))
 
 
+def square_patch(img: np.ndarray, side: int, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A side x side crop of img (H, W, 3) at a random place, mirrored half the time, resized to size
+    (H, W) (bilinear, antialiased): how every transfer set is cut from its images."""
+    from skimage.transform import resize
+
+    top, left = rng.integers(img.shape[0] - side + 1), rng.integers(img.shape[1] - side + 1)
+    patch = img[top : top + side, left : left + side]
+    return resize(patch[:, ::-1] if rng.random() < 0.5 else patch, size, order=1, anti_aliasing=True)
+
+
 def _cut(n: int, shape: tuple[int, int, int], rng: np.random.Generator, pick: Callable[[int], int]) -> np.ndarray:
     """n patches; `pick(i)` names patch i's photo and is called just before its crop is drawn, the
     order of draws every stored natural-patch result depends on."""
-    from skimage.transform import resize
-
     channels, h, w = shape
     imgs = photos()
     out = np.empty((n, channels, h, w), dtype=np.float32)
@@ -78,12 +84,7 @@ def _cut(n: int, shape: tuple[int, int, int], rng: np.random.Generator, pick: Ca
         img = imgs[pick(i)]
         half = min(img.shape[:2]) // 2  # crops up to half the photo; patches larger than that crop (and shrink) from it
         side = int(rng.integers(min(max(h, 24), half), half + 1))
-        top = rng.integers(img.shape[0] - side + 1)
-        left = rng.integers(img.shape[1] - side + 1)
-        patch = img[top : top + side, left : left + side]
-        if rng.random() < 0.5:
-            patch = patch[:, ::-1]
-        patch = resize(patch, (h, w), order=1, anti_aliasing=True)
+        patch = square_patch(img, side, (h, w), rng)
         if channels == 1:
             patch = patch @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
             patch = patch[..., None]

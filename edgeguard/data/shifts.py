@@ -16,18 +16,12 @@ def gaussian_noise(x: np.ndarray, rng: np.random.Generator, sigma: float = 0.1) 
 
 
 def translate(x: np.ndarray, rng: np.random.Generator, pixels: int = 2) -> np.ndarray:
-    out = np.zeros_like(x)
-    for i, img in enumerate(x):
-        dy, dx = rng.integers(-pixels, pixels + 1, 2)
-        out[i] = np.roll(img, (dy, dx), axis=(1, 2))
-        if dy > 0:
-            out[i, :, :dy] = 0
-        elif dy < 0:
-            out[i, :, dy:] = 0
-        if dx > 0:
-            out[i, :, :, :dx] = 0
-        elif dx < 0:
-            out[i, :, :, dx:] = 0
+    """Each image moved by up to +-pixels in each direction, the uncovered edge zero."""
+    h, w = x.shape[2:]
+    padded = np.pad(x, ((0, 0), (0, 0), (pixels, pixels), (pixels, pixels)))
+    out = np.empty_like(x)
+    for i, (dy, dx) in enumerate(rng.integers(-pixels, pixels + 1, (len(x), 2))):
+        out[i] = padded[i, :, pixels - dy : pixels - dy + h, pixels - dx : pixels - dx + w]
     return out
 
 

@@ -28,15 +28,12 @@ TORCHVISION = {
 
 
 def _to_split(ds: Any) -> ArraySplit:
-    data = ds.data.numpy() if hasattr(ds.data, "numpy") else np.asarray(ds.data)
+    data = np.asarray(ds.data)  # a torch tensor (the MNISTs) or an array
     if data.ndim == 3:  # (n, H, W) grayscale
         data = data[:, None]
     elif data.shape[-1] == 3:  # (n, H, W, 3) -> (n, 3, H, W); SVHN is already channels-first
         data = data.transpose(0, 3, 1, 2)
-    targets = getattr(ds, "targets", None)
-    if targets is None:
-        targets = ds.labels
-    y = np.asarray(targets.numpy() if hasattr(targets, "numpy") else targets, dtype=np.int64)
+    y = np.asarray(ds.targets if hasattr(ds, "targets") else ds.labels, dtype=np.int64)  # SVHN calls them labels
     return ArraySplit(np.ascontiguousarray(data, dtype=np.float32) / 255.0, y)
 
 

@@ -82,10 +82,8 @@ class Defense(ABC):
         parts = []
         for f in dataclasses.fields(cls):
             kind = f.metadata.get("kind") or KINDS[hints[f.name]]
-            if f.default is dataclasses.MISSING:
-                parts.append(f"{f.name} ({kind}, required)")
-            else:
-                parts.append(f"{f.name} ({kind}, default {format_value(f.default)})")
+            default = "required" if f.default is dataclasses.MISSING else f"default {format_value(f.default)}"
+            parts.append(f"{f.name} ({kind}, {default})")
         return ", ".join(parts)
 
     def config(self) -> dict[str, Any]:

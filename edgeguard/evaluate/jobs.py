@@ -44,13 +44,11 @@ def rob_job(job: Job, data: Dataset | None = None) -> list[dict[str, Any]]:
 def job_data(job: Job) -> Dataset:
     """What a job robs with: its victim's data (named and decoded by the export's manifest) and the thieves' transfer set."""
     m = Manifest.load(job.export)
-    return _dataset(m.dataset, m.extra.get("data_dir", "data"), ImageSpec.from_manifest(m.preprocessing, m.input_shape), job.transfer_dir, job.transfer_dataset)
+    spec = ImageSpec.from_manifest(m.preprocessing, m.input_shape)
+    return _load_dataset(m.dataset, m.extra.get("data_dir", "data"), spec=spec, transfer_dir=job.transfer_dir, transfer_dataset=job.transfer_dataset)
 
 
-@lru_cache(maxsize=1)
-def _dataset(name: str, data_dir: str, spec: ImageSpec, transfer_dir: str | None, transfer_dataset: str | None) -> Dataset:
-    """Every victim of a grid reads the same data: loaded once per worker process."""
-    return load_dataset(name, data_dir, spec=spec, transfer_dir=transfer_dir, transfer_dataset=transfer_dataset)
+_load_dataset = lru_cache(maxsize=1)(load_dataset)  # every victim of a grid reads the same data: loaded once per worker process
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgeguard.attacks.thieves import POOLED, THIEVES, TUNING_THIEF
+from edgeguard.files import atomic_write_bytes, atomic_write_json
 
 METRICS = ("fidelity", "surrogate_accuracy", "victim_accuracy", "perturbation_l1")
 # the report's order of attacks, and each one's table heading
@@ -166,8 +167,6 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 def save_report(result: dict[str, Any], folder: Path) -> str:
     """A grid's result (`run_grid`) aggregated into results.json, then rendered: results.md and
     fidelity.png beside it. Returns the markdown."""
-    from edgeguard.files import atomic_write_bytes, atomic_write_json
-
     rows, victims = aggregate(result["cells"]), summarize_victims(result["victims"])
     text = markdown(victims, rows)
     atomic_write_json(folder / "results.json", {"victims": victims, "cells": rows})

@@ -8,6 +8,7 @@ on those params (measured here with torch 2.14).
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -69,8 +70,6 @@ def weight_dtypes(path: Path) -> dict[str, int]:
 
 def fused_ops(path: Path) -> dict[str, int]:
     """The operators onnxruntime actually runs after its graph fusions (QLinearConv, QGemm, ...)."""
-    import tempfile
-
     import onnx
     import onnxruntime as ort
 
@@ -90,8 +89,6 @@ def peer_int8(model: torch.nn.Module, fp32_file: Path, calibration: Any, path: P
     activations (its advice for x86), MinMax ranges from `calibration` (normalised images, the same
     ones edgeguard's int8 model was calibrated on). `model` is unused: this peer starts from the file.
     """
-    import tempfile
-
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -9,8 +9,6 @@ unknown combinations fail before any work is done.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeguard.bench.timing import time_calls
+from edgeguard.bench.timing import installed_versions, time_calls
 from edgeguard.data import Dataset
 from edgeguard.data.natural import natural_patches
 from edgeguard.data.shifts import shifted
@@ -52,10 +50,7 @@ def _versions() -> dict[str, str]:
     import onnxruntime
 
     found = {m.__name__: m.__version__ for m in (torch, onnx, onnxruntime)} | {"python": platform.python_version()}
-    for name in ("torchao", "litert-torch", "ai-edge-litert"):  # the TFLite route's, where installed
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[name] = importlib.metadata.version(name)
-    return found
+    return found | installed_versions(("torchao", "litert-torch", "ai-edge-litert"))  # the TFLite route's, where installed
 
 
 def _manifest(run: Run, folder: Path) -> Manifest:

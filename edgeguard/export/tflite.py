@@ -9,6 +9,7 @@ runtime backend feeds rows one at a time. No TensorFlow is involved (onnx2tf wou
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections import Counter
@@ -117,8 +118,6 @@ def peer_int8(model: torch.nn.Module, fp32_file: Path, calibration: np.ndarray, 
     int8 graphs. Used where edgeguard's route (export/pt2e.py) does not know a model's int8 graph.
     `fp32_file` is unused: this peer starts from the module.
     """
-    import copy
-
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from edgeguard.export.pt2e import litert_quantizer

@@ -48,11 +48,6 @@ def shufflenet_block_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(-1, 2, c // 2, h, w).transpose(1, 2).reshape(-1, c, h, w)
 
 
-def first_conv(net: nn.Module) -> tuple[str, nn.Conv2d]:
-    """The stem convolution: the only layer whose shape depends on the image's channels."""
-    return next((name, m) for name, m in net.named_modules() if isinstance(m, nn.Conv2d))
-
-
 class TorchvisionNet(QuantizableNet):
     """One of torchvision's quantizable classifiers for `in_channels` x any square size -> `num_classes`.
 
@@ -68,7 +63,8 @@ class TorchvisionNet(QuantizableNet):
         if arch == "resnet18-cifar":
             net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
             net.maxpool = nn.Identity()
-        path, conv = first_conv(net)
+        # the stem convolution: the only layer whose shape depends on the image's channels
+        path, conv = next((name, m) for name, m in net.named_modules() if isinstance(m, nn.Conv2d))
         if in_channels != conv.in_channels:
             net.set_submodule(path, nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None))
         if arch.startswith("shufflenet"):

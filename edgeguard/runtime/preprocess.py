@@ -124,7 +124,9 @@ class ImageSpec:
                     f"model's {self.size[1]}x{self.size[0]} input: scale it down first"
                 )
             try:
-                return self._array(_first_frame(opened))
+                opened.seek(0)  # the first frame of an animation
+                opened.load()
+                return self._array(opened)
             except Exception as e:  # truncated data, a broken chunk, bad EXIF: found only while decoding
                 raise ImageError(f"the {opened.format} image is truncated or corrupt ({type(e).__name__}: {e})") from None
 
@@ -156,12 +158,6 @@ def _unreadable(file: BinaryIO, formats: tuple[str, ...] | None) -> ImageError:
         if found:
             return UnsupportedImage(f"{found} images are not accepted here; send one of {', '.join(formats)}")
     return ImageError("the data is not an image that can be decoded" + (f" (one of {', '.join(formats)} expected)" if formats else ""))
-
-
-def _first_frame(image: Any) -> Any:
-    image.seek(0)
-    image.load()
-    return image
 
 
 def _to_mode(image: Any, mode: str) -> Any:

@@ -154,15 +154,11 @@ def parse_multipart(body: bytes, boundary: bytes | None, spec: InputSpec) -> Ima
         raise invalid("a multipart/form-data body needs a boundary in its Content-Type header")
     parts: list[tuple[dict[bytes, bytes], bytearray]] = []
     header = [b"", b""]  # the header field and value being read
-    ended = False
+    ended: list[bool] = []  # [True] once the closing boundary was read
 
     def on_header_end() -> None:
         parts[-1][0][header[0].lower()] = header[1]
         header[:] = [b"", b""]
-
-    def on_end() -> None:
-        nonlocal ended
-        ended = True
 
     callbacks: Any = {
         "on_part_begin": lambda: parts.append(({}, bytearray())),
@@ -170,7 +166,7 @@ def parse_multipart(body: bytes, boundary: bytes | None, spec: InputSpec) -> Ima
         "on_header_field": lambda data, start, end: header.__setitem__(0, header[0] + data[start:end]),
         "on_header_value": lambda data, start, end: header.__setitem__(1, header[1] + data[start:end]),
         "on_header_end": on_header_end,
-        "on_end": on_end,
+        "on_end": lambda: ended.append(True),
     }
     try:
         parser = MultipartParser(boundary, callbacks)

@@ -164,13 +164,10 @@ def fit(
 
 
 @torch.no_grad()
-def predicted_labels(model: nn.Module, data: Split, norm: Normaliser, workers: int = 0) -> torch.Tensor:
-    """The model's argmax for every image of the split, in order, read `data.batch_size` at a time."""
+def accuracy(model: nn.Module, data: Split, norm: Normaliser, workers: int = 0) -> float:
+    """The share of the split the model's argmax labels right, read in order `data.batch_size` images at a time."""
     model.eval()
     size = data.batch_size
     sequential = [list(range(i, min(i + size, len(data)))) for i in range(0, len(data), size)]
-    return torch.cat([model(x).argmax(1) for x, _ in loader(data, norm, sequential, workers)])
-
-
-def accuracy(model: nn.Module, data: Split, norm: Normaliser, workers: int = 0) -> float:
-    return (predicted_labels(model, data, norm, workers=workers) == torch.from_numpy(data.y)).float().mean().item()
+    predicted = torch.cat([model(x).argmax(1) for x, _ in loader(data, norm, sequential, workers)])
+    return (predicted == torch.from_numpy(data.y)).float().mean().item()
