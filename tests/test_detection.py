@@ -80,7 +80,7 @@ def test_the_benchmark_runs_end_to_end_and_writes_json(default_export, tmp_path)
     run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     result = json.loads(out.read_text())
-    assert [s["kind"] for s in result["detection"]["summary"]][-1] == "honest-2000" and set(result["ood_scores"]) == {"energy", "max-softmax"}
+    assert [s["kind"] for s in result["detection"]["summary"]][-1] == "honest-2000" and set(result["ood_scores"]) == {"energy", "max-softmax", "monitor"}
     over = result["overhead"]
     assert over["bar"] == 0.1 and over["over_http"]["requests_each"] == 100 and not over["over_http"]["honest_key_flagged"]
     assert over["within_bar"] == (over["over_http"]["p50_difference_ratio"] <= 0.1) and over["in_process"]["1"]["still_watched"]
