@@ -207,7 +207,8 @@ def over_http(folders: list[Path], x: np.ndarray, warm: np.ndarray, tmp: Path) -
 def render(result: dict[str, Any]) -> str:
     lines = [markdown(result["detection"])] if "detection" in result else []
     for name, v in result["ood_scores"].items():
-        lines.append(f"{name}: out of distribution at the {OOD_QUANTILE:.0%} honest quantile: honest {v['honest_worst']:.1%} (worst condition), natural patches {v['natural']:.1%}")
+        rule = "with the manifest's thresholds" if name == "monitor" else f"at the {OOD_QUANTILE:.0%} honest quantile"
+        lines.append(f"{name}: out of distribution {rule}: honest {v['honest_worst']:.1%} (worst condition), natural patches {v['natural']:.1%}")
     if "overhead" not in result:
         return "\n".join(lines)
     over = result["overhead"]
