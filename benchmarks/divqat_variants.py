@@ -13,7 +13,8 @@ with the same recipe the `probe-fields` and `textures` thieves, each soft at 500
 With --runs-dir each variant's run is saved as the grid saves its victims (plain QAT as `qat`, the
 defaults as `divqat`, any other variant under --names' name), so `benchmarks/heldout_thieves.py
 --variants` robs the very same models. --append keeps the rows already in --out and trains only
-the (variant, seed) pairs missing there; rows are written as they finish.
+the (variant, seed) pairs missing there (or whose row misses a tuning thief added since); rows are
+written as they finish.
 
     python benchmarks/divqat_variants.py                       # the default variant list, seeds 0-2
     python benchmarks/divqat_variants.py --variants '{"lam2 m4": {"lam": 2, "margin": 4}}' --seeds 0
@@ -38,7 +39,7 @@ from tqdm.auto import tqdm
 from edgeguard.attacks.sources import query_set
 from edgeguard.attacks.surrogate import train_surrogate
 from edgeguard.attacks.thief_training import train_copy
-from edgeguard.attacks.thieves import THIEVES, TUNING_THIEF, TUNING_THIEVES
+from edgeguard.attacks.thieves import THIEVES, TUNING_THIEVES
 from edgeguard.data import load_dataset
 from edgeguard.data.natural import natural_patches
 from edgeguard.data.shifts import shifted
@@ -102,7 +103,7 @@ def measure_variant(cfg: TrainConfig, teacher: torch.nn.Module, data, scratch: P
         thief = train_surrogate(queries, answers, soft, len(data.classes), steps=250, seed=cfg.seed)
         row["fidelity_soft" if soft else "fidelity_argmax"] = agreement(test, thief.predict(data.test.x))
     for name in TUNING_THIEVES:  # soft-label tuning thieves at both budgets (a budget's queries are a prefix)
-        x = query_set("natural", data, max(BUDGETS), cfg.seed) if name == TUNING_THIEF else THIEVES[name].queries(data, max(BUDGETS), cfg.seed)
+        x = query_set("natural", data, max(BUDGETS), cfg.seed) if THIEVES[name].transfer is None else THIEVES[name].queries(data, max(BUDGETS), cfg.seed)
         answers = served(x)
         for b in BUDGETS:
             copy = train_copy(THIEVES[name], x[:b], answers[:b], True, len(data.classes), cfg.seed, steps=250)
@@ -143,7 +144,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/divqat-variants.json")
     parser.add_argument("--runs-dir", help="save each variant's run here, as the grid's victims (for heldout_thieves.py --variants)")
     parser.add_argument("--names", default="{}", help="JSON {variant: grid victim name} for --runs-dir (plain QAT: qat, defaults: divqat)")
-    parser.add_argument("--append", action="store_true", help="keep --out's rows; train only the (variant, seed) pairs it lacks")
+    parser.add_argument("--append", action="store_true", help="keep --out's rows; train only the (variant, seed) pairs it lacks or whose row misses a tuning thief")
     args = parser.parse_args()
     torch.set_num_threads(1)
     variants = json.loads(args.variants) if args.variants else VARIANTS
@@ -152,6 +153,8 @@ def main() -> None:
     data = load_dataset(cfg.dataset)
     out = Path(args.out)
     rows = json.loads(out.read_text())["rows"] if args.append and out.exists() else []
+    # a listed variant's row that misses a tuning thief (one added since) is measured again
+    rows = [r for r in rows if r["variant"] not in variants or all(c in r for c in fid_columns())]
     with tempfile.TemporaryDirectory() as scratch:
         for seed in [int(s) for s in args.seeds.split(",")]:
             todo = {n: o for n, o in variants.items() if not any((r["variant"], r["seed"]) == (n, seed) for r in rows)}

@@ -48,7 +48,7 @@ def train_options(f: Callable) -> Callable:
         click.option("--backend", default="x86", show_default=True, help="Quantized engine / qconfig: x86 (fbgemm) or qnnpack (ARM)."),
         click.option("--method", default="qat", show_default=True, type=click.Choice(["qat", "divqat"]), help="Plain QAT, or DivQAT (docs/divqat.md)."),
         click.option("--lam", type=float, help="DivQAT: weight of the probe term (default 0.3; `--probe-target away` was measured at 2)."),
-        click.option("--temperature", type=float, help="DivQAT: softmax temperature of the divergence."),
+        click.option("--temperature", type=float, help="DivQAT: softmax temperature of the divergence (and of the signature and the probe answers it is compared with)."),
         click.option("--margin", type=float, help="DivQAT: bound on the per-sample divergence (nats)."),
         click.option("--direction", type=click.Choice(["reverse", "forward"]), help="DivQAT: KL(student||teacher) (reverse) or KL(teacher||student)."),
         click.option("--div-inputs", type=click.Choice(["fields", "mixup", "both", "clean"]), help="DivQAT: where the divergence is applied (probe inputs)."),

@@ -8,7 +8,7 @@ from torch import nn  # noqa: E402
 
 from edgeguard.errors import EdgeguardError  # noqa: E402
 from edgeguard.models import build_model  # noqa: E402
-from edgeguard.train.losses import DivQATLoss, divergence, probe_pass  # noqa: E402
+from edgeguard.train.losses import DivQATLoss, divergence, probe_pass, probe_target_loss  # noqa: E402
 from edgeguard.train.quantize import prepare_qat  # noqa: E402
 from edgeguard.train.run import TrainConfig  # noqa: E402
 
@@ -163,6 +163,18 @@ def test_teacher_free_probe_targets_pull_to_uniform_or_one_class():
         assert DivQATLoss(lam=1.0, inputs="clean", anchor=0.0, target=target, signature_mass=0.5)(x, y, Fixed(met), Fixed(t)).item() == pytest.approx(
             F.cross_entropy(met, y).item(), abs=1e-6
         )
+    # tempered (T = 2): the signature and the answers are both flattened before comparing them
+    q2 = q.sqrt() / q.sqrt().sum()
+    tempered = (q2 * (q2.log() - F.log_softmax(s / 2, 1))).sum(1)
+    assert torch.allclose(DivQATLoss(lam=0.7, inputs="clean", anchor=0.0, signature_mass=0.5, temperature=2.0)(x, y, Fixed(s), Fixed(t)), F.cross_entropy(s, y) + 0.7 * tempered.mean(), atol=1e-6)
+    assert DivQATLoss(lam=1.0, inputs="clean", anchor=0.0, signature_mass=0.5, temperature=4.0)(x, y, Fixed(q.log().repeat(2, 1)), Fixed(t)).item() == pytest.approx(F.cross_entropy(q.log().repeat(2, 1), y).item(), abs=1e-6)
+    # ...so that the order of the small classes behind the signature counts: against a top class off
+    # the signature (0.9 for 0.98), an answer with the right top class that ranks the other 9 classes
+    # (as a teacher would) weighs 0.07 as much at T = 1 and 0.48 at T = 4
+    ranked = torch.log(torch.tensor([[0.98] + [0.02 * w / 45 for w in range(1, 10)]]))
+    off = torch.log(torch.tensor([[0.9] + [0.1 / 9] * 9]))
+    weight = {temp: (probe_target_loss(ranked, "signature", 0.98, temp) / probe_target_loss(off, "signature", 0.98, temp)).item() for temp in (1.0, 4.0)}
+    assert weight[4.0] > 5 * weight[1.0]
     # on probes the gradient of the probe term moves the student's answers towards class 0 ("fixed")
     student = Fixed(torch.zeros(4, 3))
     (DivQATLoss(lam=1.0, inputs="fields", anchor=0.0, target="fixed")(torch.zeros(4, 1, 8, 8), torch.tensor([1, 1, 2, 2]), _Probed(student), Fixed(t[:1])) ).backward()

@@ -16,13 +16,17 @@ from edgeguard.evaluate.report import aggregate, markdown
 
 
 def test_the_tuning_thieves_and_every_other_held_out():
-    assert TUNING_THIEVES == [TUNING_THIEF, "probe-fields", "textures"]
+    assert TUNING_THIEVES == [TUNING_THIEF, "probe-fields", "textures", "tempered"]
     assert set(HELD_OUT_THIEVES) == set(THIEVES) - set(TUNING_THIEVES)
     assert all(THIEVES[n].side == HELD_OUT for n in HELD_OUT_THIEVES)
     assert set(POOLED) < set(HELD_OUT_THIEVES)  # the 1/f control is held out but not pooled
-    # the extra tuning thieves change the images only: the tuning thief's recipe, synthetic sets of their own
+    # the extra tuning thieves change the images only (the tuning thief's recipe, synthetic sets of
+    # their own), or only the answers' temperature, to a value no held-out thief uses
     tuning = THIEVES[TUNING_THIEF]
-    assert all(THIEVES[n].recipe == tuning.recipe and THIEVES[n].transfer.kind in TUNING_KINDS for n in TUNING_THIEVES[1:])
+    assert all(THIEVES[n].recipe == tuning.recipe and THIEVES[n].transfer.kind in TUNING_KINDS for n in ("probe-fields", "textures"))
+    tempered = THIEVES["tempered"]
+    assert tempered.transfer is None and tempered.recipe == replace(tuning.recipe, temperature=2.0)
+    assert tempered.recipe.temperature not in {THIEVES[n].recipe.temperature for n in HELD_OUT_THIEVES}
 
 
 def test_tuning_and_held_out_transfer_sets_share_no_kind_and_no_images():
@@ -31,10 +35,10 @@ def test_tuning_and_held_out_transfer_sets_share_no_kind_and_no_images():
 
     digits = load_dataset("digits")
     held = {THIEVES[n].transfer.kind for n in HELD_OUT_THIEVES}
-    assert not held & set(TUNING_KINDS) and {THIEVES[n].transfer.kind for n in TUNING_THIEVES[1:]} == set(TUNING_KINDS)
+    assert not held & set(TUNING_KINDS) and {THIEVES[n].transfer.kind for n in ("probe-fields", "textures")} == set(TUNING_KINDS)
     shape = digits.input_shape
     held_images = np.concatenate([THIEVES[n].queries(digits, 20, 0) for n in HELD_OUT_THIEVES if n in ("fields-1f", "terrain", "small-crops")])
-    for name in TUNING_THIEVES[1:]:
+    for name in ("probe-fields", "textures"):
         q = THIEVES[name].queries(digits, 20, 0)
         assert q.shape == (20, *shape) and q.dtype == np.float32 and 0 <= q.min() and q.max() <= 1
         np.testing.assert_array_equal(q[:5], THIEVES[name].queries(digits, 5, 0))  # budgets are prefixes
@@ -134,3 +138,24 @@ def test_the_thieves_option_takes_a_preset_or_names():
     assert table.parse_thieves("lenet, faces,") == ["lenet", "faces"]
     with pytest.raises(EdgeguardError, match="unknown thief 'nope'"):
         table.parse_thieves("lenet,nope")
+
+
+def test_the_tempered_tuning_thief_trains_on_flattened_answers(torch_threads):
+    """Its copy is the tuning thief's, trained on p^(1/2) renormalised; argmax answers are left alone."""
+    torch = pytest.importorskip("torch")
+    from edgeguard.attacks.surrogate import train_surrogate
+    from edgeguard.attacks.thief_training import train_copy
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 1, 28, 28), dtype=np.float32)
+    answers = rng.dirichlet(np.full(10, 0.2), 40).astype(np.float32)
+    flat = np.sqrt(answers) / np.sqrt(answers).sum(1, keepdims=True)
+
+    def weights(copy):
+        return torch.cat([p.detach().flatten() for p in copy.model.parameters()])
+
+    tempered = weights(train_copy(THIEVES["tempered"], x, answers, True, 10, 0, steps=3))
+    assert torch.allclose(tempered, weights(train_surrogate(x, flat, True, 10, steps=3, seed=0)), atol=1e-5)
+    assert not torch.allclose(tempered, weights(train_copy(THIEVES[TUNING_THIEF], x, answers, True, 10, 0, steps=3)), atol=1e-5)
+    hard = (train_copy(THIEVES[name], x, answers, False, 10, 0, steps=3) for name in ("tempered", TUNING_THIEF))
+    assert torch.equal(*map(weights, hard))

@@ -22,6 +22,8 @@ def train_copy(thief: Thief, x: np.ndarray, answers: np.ndarray, soft: bool, num
     """A thief's copy; `steps` is the grid's thief budget and applies to the tuning thief only (a
     held-out thief's training length is part of its recipe)."""
     if thief.side == TUNING:
+        if soft and thief.recipe.temperature != 1:  # the tempered tuning thief; the others' targets stay bit-identical
+            answers = targets(answers, soft, thief.recipe)
         return train_surrogate(x, answers, soft, num_classes, arch=thief.recipe.arch, steps=steps, lr=thief.recipe.lr, seed=seed)
     return train_thief(thief.recipe, x, answers, soft, num_classes, seed)
 

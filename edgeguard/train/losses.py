@@ -91,17 +91,26 @@ def random_fields(x: torch.Tensor) -> torch.Tensor:
     return field * contrast + offset
 
 
-def probe_target_loss(student_logits: torch.Tensor, target: str, signature_mass: float = SIGNATURE_MASS) -> torch.Tensor:
+def probe_target_loss(student_logits: torch.Tensor, target: str, signature_mass: float = SIGNATURE_MASS, temperature: float = 1.0) -> torch.Tensor:
     """Per-sample cross-entropy of the student's probe answers to a teacher-free target, minus its
-    floor: KL(u || p_Q) for "uniform", -log p_Q(class 0) for "fixed", KL(q || p_Q) for "signature"
-    (q = `monitor.signature`). Zero when the target is met."""
-    log_ps = F.log_softmax(student_logits, 1)
+    floor: KL(u || p_Q) for "uniform", -log p_Q(class 0) for "fixed", KL(q_T || p_Q^T) for "signature"
+    (q = `monitor.signature`). Zero when the target is met.
+
+    With `temperature` T > 1 the signature and the answers are both flattened (q_T ~ q^(1/T), p^T =
+    softmax(logits / T)) before they are compared. Why: at T = 1 the loss weighs each class by q, so
+    the classes behind the signature's top one (q = 0.002 each) barely count, and their order is left
+    to follow the teacher's -- which a thief that flattens the answers itself reads back. Flattened,
+    they count; at large T the loss tends to matching the logits themselves. (uniform and one-hot
+    targets are their own flattening; only the answers' temperature changes for them.)"""
+    log_ps = F.log_softmax(student_logits / temperature, 1)
     if target == "uniform":
         return -log_ps.mean(1) - math.log(student_logits.shape[1])
     if target == "fixed":
         return -log_ps[:, 0]
     if target == "signature":
         q = torch.as_tensor(signature(student_logits.shape[1], signature_mass), dtype=log_ps.dtype, device=log_ps.device)
+        if temperature != 1:
+            q = F.softmax(q.log() / temperature, 0)
         return (q * (q.log() - log_ps)).sum(1)
     raise ValueError(f"probe target must be one of {', '.join(t for t in TARGETS if t != 'away')}, got '{target}'")
 
@@ -168,7 +177,7 @@ class DivQATLoss:
     With `target` "signature", "fixed" or "uniform", q is teacher-free (the monitor's signature,
     `signature_mass` on class 0; all mass on class 0; uniform): probe answers are pulled to a
     distribution that carries nothing about the teacher, rather than pushed away from it (`margin`,
-    `temperature`, `direction` and `mass` then play no part).
+    `direction` and `mass` then play no part; `temperature` flattens target and answers alike).
 
     `sharpen` > 0 adds + sharpen * mean H(p_Q(x')): each probe's answer is concentrated on one class
     (whichever the other terms leave on top), so it carries less than a spread answer would.
@@ -228,7 +237,7 @@ class DivQATLoss:
             log_ps = F.log_softmax(s, 1)
             loss = loss - self.sharpen * (log_ps.exp() * log_ps).sum(1).mean()  # + sharpen * entropy
         if self.target != "away":
-            return loss + self.lam * probe_target_loss(s, self.target, self.signature_mass).mean()
+            return loss + self.lam * probe_target_loss(s, self.target, self.signature_mass, self.temperature).mean()
         with torch.no_grad():
             t = teacher(probe)
         d = divergence(t, s, self.temperature, self.direction, self.mass).clamp(max=self.margin)
