@@ -1,7 +1,8 @@
 """DivQAT vs plain QAT against the held-out thieves (edgeguard/attacks/thieves.py), beside the tuning thief.
 
-The grid restricted to what issue 15's bar asks: digits, small-cnn, victims {qat, divqat} with
-their defaults, no defense stack, natural-image queries, budgets 500 and 1,000. Victims are the
+The grid restricted to what issue 15's bar asks: digits, small-cnn, victims qat and divqat (the
+name its first cells were stored under: DivQAT's first defaults, `--probe-target away --lam 2`;
+today's defaults are measured as a --variant, e.g. div-sig98), no defense stack, natural-image queries, budgets 500 and 1,000. Victims are the
 grid's (`prepare_victim`: trained once per seed and reused from --runs-dir / --export-dir), cells
 are stored as they finish in --cells (resumable: run it again per seed or per label kind). The
 summary compares, per thief, labels and budget, the seed means of the two victims (ratio =
@@ -32,6 +33,7 @@ from edgeguard.evaluate.grid import GridSpec, VictimRecipe, prepare_victim, run_
 from edgeguard.evaluate.store import CellStore
 
 SHIFTS = ("noise_0.1", "translate_2px", "rotate_10deg")
+FIRST_DEFAULTS = {"target": "away", "lam": 2.0}  # the stored `divqat` victim's options
 
 
 def summary(cells: list[dict[str, Any]], victims: dict[str, list[dict]], victim: str = "divqat") -> dict[str, Any]:
@@ -114,7 +116,7 @@ def main() -> None:
     spec = GridSpec(
         attacks=["knockoff"], sources=["natural"], defenses=["none"], labels=args.labels.split(","), budgets=budgets,
         heldout_budgets=budgets, seeds=seeds, thieves=args.thieves.split(","), workers=args.workers,
-        victims=[VictimRecipe("qat", "qat"), VictimRecipe("divqat", "divqat"), *(VictimRecipe(n, "divqat", o) for n, o in variants.items())],
+        victims=[VictimRecipe("qat", "qat"), VictimRecipe("divqat", "divqat", FIRST_DEFAULTS), *(VictimRecipe(n, "divqat", o) for n, o in variants.items())],
     )  # fmt: skip
     folder = Path(args.cells)
     folder.mkdir(parents=True, exist_ok=True)
