@@ -154,13 +154,13 @@ def test_teacher_free_probe_targets_pull_to_uniform_or_one_class():
     q = torch.tensor([0.5, 0.25, 0.25])  # the signature for 3 classes, by hand
     signature_kl = (q * (q.log() - log_ps)).sum(1)
     for target, term in (("uniform", uniform_kl), ("fixed", -log_ps[:, 0]), ("signature", signature_kl)):
-        loss = DivQATLoss(lam=0.7, inputs="clean", anchor=0.0, target=target, signature_mass=0.5)
+        loss = DivQATLoss(lam=0.7, inputs="clean", anchor=0.0, target=target, signature_mass=0.5, temperature=1.0)
         assert torch.allclose(loss(x, y, Fixed(s), Fixed(t)), F.cross_entropy(s, y) + 0.7 * term.mean(), atol=1e-6)
         # the teacher plays no part: any teacher gives the same loss
         assert torch.allclose(loss(x, y, Fixed(s), Fixed(-t)), loss(x, y, Fixed(s), Fixed(t)))
     # met targets cost nothing: a uniform answer for "uniform", the signature for "signature"
     for target, met in (("uniform", torch.zeros(2, 3)), ("signature", q.log().repeat(2, 1))):
-        assert DivQATLoss(lam=1.0, inputs="clean", anchor=0.0, target=target, signature_mass=0.5)(x, y, Fixed(met), Fixed(t)).item() == pytest.approx(
+        assert DivQATLoss(lam=1.0, inputs="clean", anchor=0.0, target=target, signature_mass=0.5, temperature=1.0)(x, y, Fixed(met), Fixed(t)).item() == pytest.approx(
             F.cross_entropy(met, y).item(), abs=1e-6
         )
     # tempered (T = 2): the signature and the answers are both flattened before comparing them
@@ -182,7 +182,10 @@ def test_teacher_free_probe_targets_pull_to_uniform_or_one_class():
     with pytest.raises(ValueError, match="target"):
         DivQATLoss(target="teacher")
     # the defaults, chosen on the tuning side (docs/divqat.md): fixed is as strong but hides thieves from the monitor
-    assert (DivQATLoss().target, DivQATLoss().lam, DivQATLoss().signature_mass) == ("signature", 0.3, 0.98)
+    assert (DivQATLoss().target, DivQATLoss().lam, DivQATLoss().temperature, DivQATLoss().signature_mass) == ("signature", 1.2, 2.0, 0.98)
+    # the temperature's default follows the target: the other targets were measured at 1
+    assert [DivQATLoss(target=t).temperature for t in ("away", "fixed", "uniform")] == [1.0, 1.0, 1.0]
+    assert DivQATLoss(target="away", temperature=3.0).temperature == 3.0
     assert TrainConfig(method="divqat", method_options={"target": "uniform"}).loss().target == "uniform"
     with pytest.raises(EdgeguardError, match="target"):
         TrainConfig(method="divqat", method_options={"target": "nowhere"}).loss()
