@@ -16,6 +16,7 @@ back with `--teacher`: the run must skip teacher training and start from exactly
     python benchmarks/byo_models.py --models mobilenet_v2 --method qat --out benchmarks/results/byo-models-qat.json
     python benchmarks/byo_models.py --models resnet18 --epochs 2 --qat-epochs 1 --out /tmp/r.json
     python benchmarks/byo_models.py --divqat="--lam 0.5" --qat-epochs 8 --no-teacher-run --out /tmp/r.json
+    python benchmarks/byo_models.py --photos tuning --models mobilenet_v2 --out /tmp/t.json    # the tuning folder (choose options here)
 """
 
 from __future__ import annotations
@@ -140,12 +141,14 @@ def main() -> None:
     parser.add_argument("--method", default="divqat", choices=["divqat", "qat"], help="qat: what quantization alone costs, beside DivQAT's")
     parser.add_argument("--divqat", default="", help='DivQAT options passed to train as given, e.g. --divqat="--lam 0.5" (default: none, the defaults)')
     parser.add_argument("--no-teacher-run", action="store_true", help="skip the last flow (the first run's teacher passed back with --teacher)")
+    parser.add_argument("--photos", default="report", choices=["report", "tuning"], help="tuning: TUNING_PHOTOS, the folder options are chosen on (default: the report folder, PHOTOS)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    photos = TUNING_PHOTOS if args.photos == "tuning" else PHOTOS
     schedule = ["--epochs", str(args.epochs), "--qat-epochs", str(args.qat_epochs), "--batch-size", str(args.batch_size), "--threads", "1", *args.divqat.split()]
     result = {
         "data": (
-            f"{len(PHOTOS)} classes, one per scikit-image photo {list(PHOTOS)}: random square crops resized to 64x64, "
+            f"{args.photos} folder: {len(photos)} classes, one per scikit-image photo {list(photos)}: random square crops resized to 64x64, "
             f"JPEG and PNG; {args.train} train per class (left {VAL_FROM:.0%} of each photo), {args.val} val per class (the rest)"
         ),
         "method": args.method,
@@ -155,7 +158,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        data = write_photo_folder(tmp / "photos", {"train": args.train, "val": args.val}, 64, seed=0)
+        data = write_photo_folder(tmp / "photos", {"train": args.train, "val": args.val}, 64, seed=0, photos=photos)
         names = args.models.split(",")
         for model in names:
             result["models"][model] = flow(model, data, tmp, schedule, f"byo-{model}", args.method)
