@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 import torch
-from byo_models import TUNING_PHOTOS, edgeguard, score_from_manifest, write_photo_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, from any working directory
+from byo_models import TUNING_PHOTOS, edgeguard, score_from_manifest, write_photo_folder  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "byo-tuning.json"
 
