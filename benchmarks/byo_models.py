@@ -102,14 +102,28 @@ def edgeguard(*args: str) -> float:
     return time.perf_counter() - start
 
 
-def flow(model: str, data: Path, tmp: Path, schedule: list[str], name: str, method: str, teacher: Path | None = None) -> dict:
-    """train -> export --int8 and --fp32 -> the independent score, the int8 file's contents, the run's own metrics."""
-    runs, export = tmp / "runs", tmp / "export"
+def train_command(model: str, data: Path, runs: Path, schedule: list[str], name: str, method: str, teacher: Path | None = None) -> list[str]:
+    """`edgeguard train` on a photo folder at 64 px, as the docs' flow runs it."""
     extra = ["--teacher", str(teacher)] if teacher else []
-    train = [
+    return [
         "train", "--dataset", "imagefolder", "--data-dir", str(data), "--model", model, "--image-size", "64",
         "--method", method, *schedule, *extra, "--runs-dir", str(runs), "--name", name,
     ]  # fmt: skip
+
+
+def save_torchvision_teacher(run: Path, out: Path) -> dict:
+    """A run's fp32 teacher saved as a torchvision user holds it (torchvision's key names); returns the run's state."""
+    import torch
+
+    state = torch.load(run / "teacher.pt", weights_only=True)
+    torch.save({k.removeprefix("net."): v for k, v in state.items()}, out)
+    return state
+
+
+def flow(model: str, data: Path, tmp: Path, schedule: list[str], name: str, method: str, teacher: Path | None = None) -> dict:
+    """train -> export --int8 and --fp32 -> the independent score, the int8 file's contents, the run's own metrics."""
+    runs, export = tmp / "runs", tmp / "export"
+    train = train_command(model, data, runs, schedule, name, method, teacher)
     seconds = {"train": edgeguard(*train)}
     seconds["export_int8"] = edgeguard("export", "--int8", str(runs / name), "--out", str(export))
     seconds["export_fp32"] = edgeguard("export", "--fp32", str(runs / name), "--out", str(export))
@@ -172,8 +186,7 @@ def main() -> None:
         import torch
 
         first = names[0]
-        state = torch.load(tmp / "runs" / f"byo-{first}" / "teacher.pt", weights_only=True)
-        torch.save({k.removeprefix("net."): v for k, v in state.items()}, tmp / "teacher.pt")
+        state = save_torchvision_teacher(tmp / "runs" / f"byo-{first}", tmp / "teacher.pt")
         given = flow(first, data, tmp, schedule, f"byo-{first}-given", args.method, teacher=tmp / "teacher.pt")
         trained = result["models"][first]
         given["vs_first_run"] = {

@@ -19,10 +19,8 @@ import re
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, from any working directory
-from byo_models import TUNING_PHOTOS, edgeguard, score_from_manifest, write_photo_folder  # noqa: E402
+from byo_models import TUNING_PHOTOS, edgeguard, save_torchvision_teacher, score_from_manifest, train_command, write_photo_folder  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "byo-tuning.json"
 
@@ -80,17 +78,10 @@ def main() -> None:
 
     for options in args.options:
         name = f"{args.model}-{slug(options)}"
-        given = ["--teacher", str(teacher)] if teacher.exists() else []
-        train = [
-            "train", "--dataset", "imagefolder", "--data-dir", str(data), "--model", args.model, "--image-size", "64",
-            "--method", "divqat", *schedule, *options.split(), *given, "--runs-dir", str(runs), "--name", name,
-        ]  # fmt: skip
+        train = train_command(args.model, data, runs, [*schedule, *options.split()], name, "divqat", teacher if teacher.exists() else None)
         seconds = {"train": edgeguard(*train)}
-        if (
-            not teacher.exists()
-        ):  # this run trained it: keep it for the others, score it once
-            state = torch.load(runs / name / "teacher.pt", weights_only=True)
-            torch.save({k.removeprefix("net."): v for k, v in state.items()}, teacher)
+        if not teacher.exists():  # this run trained it: keep it for the others, score it once
+            save_torchvision_teacher(runs / name, teacher)
             seconds["export_fp32"] = edgeguard(
                 "export", "--fp32", str(runs / name), "--out", str(export / "fp32")
             )

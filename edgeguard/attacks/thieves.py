@@ -11,7 +11,7 @@ thief and 0.77x against one from another code base). So every thief-side choice 
   on answers it flattens to temperature 2 (added after the held-out temperature-3 thief was seen
   to leak, docs/divqat.md: held-out numbers measured since are not blind to that). DivQAT's options, and any
   benchmark that picks them (benchmarks/divqat_variants.py), may look at them. The grid
-  (`edgeguard evaluate`) runs `knockoff` only; the other two are for tuning.
+  (`edgeguard evaluate`) runs `knockoff` only; the other three are for tuning.
 - **held-out side**: every other row. No default is chosen by looking at them; they are measured
   and reported (`edgeguard evaluate`, benchmarks/heldout_thieves.py). Each is a real attack or a
   common practitioner's choice, and each queries images disjoint from the tuning side's photos
