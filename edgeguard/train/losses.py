@@ -38,6 +38,11 @@ BATCH_NORMS = ("batch", "running")
 # "signature" (one fixed soft answer, `monitor.signature`, that the server's monitor recognises)
 TARGETS = ("away", "uniform", "fixed", "signature")
 SIGNATURE_TEMPERATURE = 2.0  # the signature target's default temperature (docs/divqat.md, "A tempered signature")
+# DivQAT options whose default depends on the data (TrainConfig.loss applies them under the user's own).
+# On a folder of photos the honest images are natural images, as the 1/f probes are: the probe term's
+# pull reaches them sooner, and lam 1.2 (chosen on digits' thieves) cost mobilenet_v2 3.5-8 points
+# of int8 accuracy. Chosen on the tuning folder by accuracy alone (docs/bring-your-own.md).
+DATASET_DEFAULTS: dict[str, dict[str, float]] = {"imagefolder": {"lam": 0.6}}
 
 
 def mixup_noise(x: torch.Tensor, noise: float, smooth: int = 1) -> torch.Tensor:

@@ -23,7 +23,7 @@ from edgeguard.models.blocks import QuantizableNet
 from edgeguard.models.pretrained import load_teacher, read_state, released_weights
 from edgeguard.runtime.preprocess import ImageSpec, Normaliser
 from edgeguard.train.loop import accuracy, fit, resolve_device, seed_everything
-from edgeguard.train.losses import DivQATLoss, Loss, cross_entropy
+from edgeguard.train.losses import DATASET_DEFAULTS, DivQATLoss, Loss, cross_entropy
 from edgeguard.train.quantize import convert_int8, freeze, prepare_qat, qat_qconfig
 
 METHODS = ("qat", "divqat")
@@ -75,7 +75,7 @@ class TrainConfig:
         if self.method == "qat":
             return cross_entropy
         try:
-            return DivQATLoss(**self.method_options)
+            return DivQATLoss(**{**DATASET_DEFAULTS.get(self.dataset, {}), **self.method_options})
         except (TypeError, ValueError) as e:
             raise EdgeguardError(f"bad DivQAT option: {e}") from e
 
