@@ -182,7 +182,7 @@ def test_teacher_free_probe_targets_pull_to_uniform_or_one_class():
     with pytest.raises(ValueError, match="target"):
         DivQATLoss(target="teacher")
     # the defaults, chosen on the tuning side (docs/divqat.md): fixed is as strong but hides thieves from the monitor
-    assert (DivQATLoss().target, DivQATLoss().lam, DivQATLoss().temperature, DivQATLoss().signature_mass) == ("signature", 1.2, 2.0, 0.98)
+    assert (DivQATLoss().target, DivQATLoss().lam, DivQATLoss().temperature, DivQATLoss().signature_mass) == ("signature", 2.4, 2.0, 0.98)
     # the temperature's default follows the target: the other targets were measured at 1
     assert [DivQATLoss(target=t).temperature for t in ("away", "fixed", "uniform")] == [1.0, 1.0, 1.0]
     assert DivQATLoss(target="away", temperature=3.0).temperature == 3.0
@@ -194,7 +194,7 @@ def test_teacher_free_probe_targets_pull_to_uniform_or_one_class():
     photos = TrainConfig(dataset="imagefolder", method="divqat")
     assert (photos.loss().lam, photos.spelled_out().method_options["lam"]) == (0.6, 0.6)
     assert TrainConfig(dataset="imagefolder", method="divqat", method_options={"lam": 2.0}).loss().lam == 2.0
-    assert TrainConfig(method="divqat").loss().lam == 1.2
+    assert TrainConfig(method="divqat").loss().lam == 2.4
 
 
 class _Probed(nn.Module):
