@@ -36,10 +36,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from edgeguard.attacks.sources import query_set
 from edgeguard.attacks.surrogate import train_surrogate
 from edgeguard.attacks.thief_training import train_copy
-from edgeguard.attacks.thieves import THIEVES, TUNING_THIEVES
+from edgeguard.attacks.thieves import THIEVES, TUNING_THIEF, TUNING_THIEVES
 from edgeguard.data import load_dataset
 from edgeguard.data.natural import natural_patches
 from edgeguard.data.shifts import shifted
@@ -97,13 +96,13 @@ def measure_variant(cfg: TrainConfig, teacher: torch.nn.Module, data, scratch: P
     row = {"accuracy": accuracy(test, data.test.y), **{k: accuracy(served(v), data.test.y) for k, v in shifted(data.test.x).items()}}
     row["photo_top_share"] = float(np.bincount(labels).max() / len(labels))
     row["photo_teacher_agreement"] = float((labels == teacher_labels).mean())
-    queries = query_set("natural", data, 500, cfg.seed)
+    queries = THIEVES[TUNING_THIEF].queries(data, 500, cfg.seed)
     answers = served(queries)
     for soft in (True, False):
         thief = train_surrogate(queries, answers, soft, len(data.classes), steps=250, seed=cfg.seed)
         row["fidelity_soft" if soft else "fidelity_argmax"] = agreement(test, thief.predict(data.test.x))
     for name in TUNING_THIEVES:  # soft-label tuning thieves at both budgets (a budget's queries are a prefix)
-        x = query_set("natural", data, max(BUDGETS), cfg.seed) if THIEVES[name].transfer is None else THIEVES[name].queries(data, max(BUDGETS), cfg.seed)
+        x = THIEVES[name].queries(data, max(BUDGETS), cfg.seed)
         answers = served(x)
         for b in BUDGETS:
             copy = train_copy(THIEVES[name], x[:b], answers[:b], True, len(data.classes), cfg.seed, steps=250)

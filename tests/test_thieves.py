@@ -8,6 +8,7 @@ import pytest
 
 from edgeguard.attacks import thieves as table
 from edgeguard.attacks.thieves import HELD_OUT, HELD_OUT_THIEVES, POOLED, THIEVES, TUNING, TUNING_THIEF, TUNING_THIEVES
+from edgeguard.attacks.sources import query_set
 from edgeguard.attacks.transfer import HELDOUT_PHOTOS, TUNING_KINDS, TransferSet, images
 from edgeguard.data.natural import SKIMAGE_PHOTOS, photos
 from edgeguard.evaluate import grid
@@ -45,6 +46,9 @@ def test_tuning_and_held_out_transfer_sets_share_no_kind_and_no_images():
         assert not np.array_equal(q, THIEVES[name].queries(digits, 20, 1))
         assert min(np.abs(a - b).max() for a in q for b in held_images) > 0.05  # no query is a held-out one
         assert q.std((1, 2, 3)).min() > 0.01  # every query is an image, not a flat grey
+    # a thief without its own images draws the grid's source, as the grid's cells always have
+    for source in ("natural", "pool"):
+        np.testing.assert_array_equal(THIEVES["tempered"].queries(digits, 20, 1, source), query_set(source, digits, 20, 1))
 
 
 def test_the_grid_robs_no_extra_tuning_thief():

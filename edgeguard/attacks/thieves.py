@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeguard.attacks.sources import query_set
 from edgeguard.attacks.transfer import TransferSet
 from edgeguard.data import Dataset
 from edgeguard.errors import EdgeguardError
@@ -71,10 +72,11 @@ class Thief:
     transfer: TransferSet | None = None  # None: the tuning side's photos (`attacks.sources.query_set`)
     control: bool = False  # held out from tuning, but built like DivQAT's probes: not pooled with the others
 
-    def queries(self, data: Dataset, n: int, seed: int) -> np.ndarray:
-        """n transfer images of a thief with its own transfer set; a smaller budget's are a prefix."""
+    def queries(self, data: Dataset, n: int, seed: int, source: str = "natural") -> np.ndarray:
+        """n query images; a smaller budget's are a prefix. A thief with its own transfer set cuts
+        them from it; the others draw from the grid's `source` (`attacks.sources.query_set`)."""
         if self.transfer is None:
-            raise EdgeguardError(f"thief '{self.name}' queries the grid's sources (attacks.sources)")
+            return query_set(source, data, n, seed)
         # held-out queries are seeded 2_000 + seed, never the tuning side's 1_000 + seed
         return self.transfer.build(n, data.input_shape, (1_000 if self.side == TUNING else 2_000) + seed, (data.mean, data.std))
 

@@ -10,7 +10,7 @@ import numpy as np
 from edgeguard.attacks.adaptive import adaptive_stream
 from edgeguard.attacks.jbda import jbda_theft
 from edgeguard.attacks.knockoff import ask
-from edgeguard.attacks.sources import ATTACK_SOURCES, query_set
+from edgeguard.attacks.sources import ATTACK_SOURCES
 from edgeguard.attacks.thief_training import train_copy
 from edgeguard.attacks.thieves import TUNING, TUNING_THIEF, thief
 from edgeguard.attacks.victim import CountingVictim
@@ -88,7 +88,7 @@ def answered_stream(victim: ServedVictim, data: Dataset, cell: Cell, n: int) -> 
         stream = adaptive_stream(counter, data, n, cell.labels == "soft", cell.seed)
         x, answers = stream.x, stream.answers
     else:
-        x = query_set(cell.source, data, n, cell.seed) if cell.thief == TUNING_THIEF else thief(cell.thief).queries(data, n, cell.seed)
+        x = thief(cell.thief).queries(data, n, cell.seed, cell.source)
         answers = ask(counter, x)
     assert counter.queries == n
     return x, answers
