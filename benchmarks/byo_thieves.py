@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, from any working directory
 from edgeguard.evaluate.grid import GridSpec, run_grid  # noqa: E402
@@ -63,7 +62,6 @@ def main() -> None:
     schedule = ["--epochs", str(args.epochs), "--qat-epochs", str(args.qat_epochs), "--batch-size", str(args.batch_size), "--threads", "1"]
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     seeds, budgets = [int(s) for s in args.seeds.split(",")], [int(b) for b in args.budgets.split(",")]
-    torch.set_num_threads(1)
     for model in args.models.split(","):
         for seed in seeds:
             names = {method: f"imagefolder-{model}-{method}-s{seed}" for method in ("qat", "divqat")}
@@ -91,7 +89,7 @@ def main() -> None:
             for method in ("qat", "divqat"):
                 int8 = score_from_manifest(export / f"imagefolder-{model}-{method}-s{seed}", data / "val")["int8"]
                 accuracy[f"{method}-s{seed}"] = {"int8": int8, "fp32": fp32, "int8_minus_fp32_points": round(100 * (int8 - fp32), 1)}
-        config = json.loads((runs / names["divqat"] / "config.json").read_text())
+        config = json.loads((runs / f"imagefolder-{model}-divqat-s{seeds[0]}" / "config.json").read_text())
         results[model] = {
             "divqat_options": config["method_options"],
             "val_from_manifest": accuracy,

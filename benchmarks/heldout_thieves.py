@@ -134,7 +134,7 @@ def main() -> None:
     out = Path(args.out)
     stored = json.loads(out.read_text()) if out.exists() else {}
     # without the first defaults' victim this call has not loaded its runs: keep its stored summary
-    result = {k: stored[k] for k in ("rows", "pooled", "honest")} if first == [] and stored else summary(rows, victims)
+    result = {k: stored[k] for k in ("rows", "pooled", "honest")} if not first and stored else summary(rows, victims)
     result["variants"] = {**stored.get("variants", {}), **{name: summary(rows, victims, name) for name in variants}}
     result["seconds_this_call"] = time.perf_counter() - start
     out.write_text(json.dumps(result, indent=1))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edgeguard.attacks import thieves as table
-from edgeguard.attacks.thieves import HELD_OUT, HELD_OUT_THIEVES, POOLED, THIEVES, TUNING, TUNING_THIEF, TUNING_THIEVES
 from edgeguard.attacks.sources import query_set
+from edgeguard.attacks.thieves import HELD_OUT, HELD_OUT_THIEVES, POOLED, THIEVES, TUNING, TUNING_THIEF, TUNING_THIEVES
 from edgeguard.attacks.transfer import HELDOUT_PHOTOS, TUNING_KINDS, TransferSet, images
 from edgeguard.data.natural import SKIMAGE_PHOTOS, photos
 from edgeguard.evaluate import grid

@@ -69,7 +69,7 @@ class Thief:
     side: str  # TUNING | HELD_OUT
     what: str  # one line: the attack or practice it stands for
     recipe: Recipe = field(default_factory=Recipe)
-    transfer: TransferSet | None = None  # None: the tuning side's photos (`attacks.sources.query_set`)
+    transfer: TransferSet | None = None  # None: the grid's query source (`queries`)
     control: bool = False  # held out from tuning, but built like DivQAT's probes: not pooled with the others
 
     def queries(self, data: Dataset, n: int, seed: int, source: str = "natural") -> np.ndarray:
