@@ -30,7 +30,6 @@ def test_every_model_converts_to_quantized_kernels(name, backend, torch_threads)
     assert out.shape == (8, 10) and torch.isfinite(out).all()
 
 
-
 @pytest.mark.parametrize("backend", ["x86", "qnnpack"])
 def test_int8_model_keeps_the_scales_qat_trained_with(backend, torch_threads):
     """convert must not re-derive scales: the int8 model is the fake-quantized one that was trained."""
@@ -47,15 +46,17 @@ def test_int8_model_keeps_the_scales_qat_trained_with(backend, torch_threads):
     qat.eval()
     int8 = convert_int8(qat, backend)
     trained = {n: m for n, m in qat.named_modules() if hasattr(m, "weight_fake_quant")}
-    assert trained
+    checked = 0
     for name, m in int8.named_modules():
         if name in trained and hasattr(m, "weight") and callable(m.weight):
+            checked += 1
             w, scale = m.weight(), trained[name].weight_fake_quant.scale
             per_channel = w.qscheme() == torch.per_channel_affine
             got = w.q_per_channel_scales() if per_channel else torch.tensor([w.q_scale()])
             assert not (w.q_per_channel_zero_points() if per_channel else torch.tensor([w.q_zero_point()])).any()  # symmetric, as TFLite requires
             torch.testing.assert_close(got.float(), scale.float().expand_as(got), rtol=0, atol=0)
             assert m.scale == pytest.approx(float(trained[name].activation_post_process.scale), rel=1e-6)  # float32 vs float64: last bits
+    assert trained and checked == len(trained)  # every trained conv/linear was found converted
     with torch.no_grad():
         fake, real = qat(x), int8(x)
     assert (fake.argmax(1) == real.argmax(1)).all()
