@@ -44,9 +44,7 @@ def qat_qconfig(backend: str) -> QConfig:
     # `convert` writes into the int8 model. The fused kernel computes weights' qparams its own way: ~0.8%
     # off per channel, and an asymmetric zero point (-64 or 63) for a channel whose weights share one sign
     # (common in depthwise 3x3), which TFLite's int8 kernels refuse. Trained that way, mobilenet_v2's int8
-    # model disagreed with its fake-quantized self on 2.5% of answers. A training step with the unfused
-    # weights took 0.97x (mobilenet_v2, 64 px) and 1.15x (digits small-cnn) the fused one's time
-    # (medians of interleaved rounds on the loaded 2-core VM).
+    # model disagreed with its fake-quantized self on 2.5% of answers (benchmarks/int8_fidelity.py).
     weight = FakeQuantize.with_args(
         observer=MovingAveragePerChannelMinMaxObserver if per_channel else MovingAverageMinMaxObserver,
         quant_min=WEIGHT_RANGE[0],
