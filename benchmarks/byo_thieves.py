@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, from any working directory
-from edgeguard.evaluate.grid import GridSpec, run_grid  # noqa: E402
+from edgeguard.evaluate.grid import GridSpec, run_grid, victim_run  # noqa: E402
 
 from byo_models import TUNING_PHOTOS, edgeguard, save_torchvision_teacher, score_from_manifest, train_command, write_photo_folder  # noqa: E402
 
@@ -64,7 +64,7 @@ def main() -> None:
     seeds, budgets = [int(s) for s in args.seeds.split(",")], [int(b) for b in args.budgets.split(",")]
     for model in args.models.split(","):
         for seed in seeds:
-            names = {method: f"imagefolder-{model}-{method}-s{seed}" for method in ("qat", "divqat")}
+            names = {method: victim_run("imagefolder", model, method, seed) for method in ("qat", "divqat")}
             teacher = args.dir / f"{model}-s{seed}-teacher.pt"
             for method, name in names.items():
                 if not (runs / name / "metrics.json").exists():
@@ -82,14 +82,14 @@ def main() -> None:
         seconds = time.perf_counter() - start
         accuracy = {}  # issue 14's bar, as byo_models scores it: each int8 file against the teacher's fp32 file
         for seed in seeds:
-            qat = f"imagefolder-{model}-qat-s{seed}"
+            qat = victim_run("imagefolder", model, "qat", seed)
             if not (export / "fp32" / qat / "manifest.json").exists():
                 edgeguard("export", "--fp32", str(runs / qat), "--out", str(export / "fp32"))
             fp32 = score_from_manifest(export / "fp32" / qat, data / "val")["fp32"]
             for method in ("qat", "divqat"):
-                int8 = score_from_manifest(export / f"imagefolder-{model}-{method}-s{seed}", data / "val")["int8"]
+                int8 = score_from_manifest(export / victim_run("imagefolder", model, method, seed), data / "val")["int8"]
                 accuracy[f"{method}-s{seed}"] = {"int8": int8, "fp32": fp32, "int8_minus_fp32_points": round(100 * (int8 - fp32), 1)}
-        config = json.loads((runs / f"imagefolder-{model}-divqat-s{seeds[0]}" / "config.json").read_text())
+        config = json.loads((runs / victim_run("imagefolder", model, "divqat", seeds[0]) / "config.json").read_text())
         results[model] = {
             "divqat_options": config["method_options"],
             "val_from_manifest": accuracy,

@@ -96,6 +96,11 @@ def groups(spec: GridSpec) -> list[tuple[VictimRecipe, list[Cell]]]:
     return out
 
 
+def victim_run(dataset: str, model: str, victim: str, seed: int) -> str:
+    """The run (and export) folder name under which the grid trains and finds a victim."""
+    return f"{dataset}-{model}-{victim}-s{seed}"
+
+
 def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Path, export_dir: Path) -> tuple[Path, dict]:
     """Train and export one victim unless a finished run and export already exist.
 
@@ -105,7 +110,7 @@ def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Pa
     from edgeguard.export.pipeline import export_run
     from edgeguard.train.run import TrainConfig, load_run, train_run
 
-    name = f"{spec.dataset}-{spec.model}-{victim.name}-s{seed}"
+    name = victim_run(spec.dataset, spec.model, victim.name, seed)
     run_dir = runs_dir / name
     cfg = TrainConfig(
         dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options, seed=seed,
