@@ -13,7 +13,7 @@ from edgeguard.attacks.transfer import HELDOUT_PHOTOS, TUNING_KINDS, TransferSet
 from edgeguard.data.natural import SKIMAGE_PHOTOS, photos
 from edgeguard.evaluate import grid
 from edgeguard.evaluate.cells import Cell
-from edgeguard.evaluate.report import aggregate, markdown
+from edgeguard.evaluate.report import against_baseline, aggregate, markdown, pooled
 
 
 def test_the_tuning_thieves_and_every_other_held_out():
@@ -133,6 +133,26 @@ def test_report_keeps_the_sides_apart():
     held, tuning = text.split("### Tuning-side thieves")
     assert "| lenet |" in held and "| fields-1f |" in held and "| pooled |" in held
     assert "lenet" not in tuning and "fields-1f" not in tuning and "| qat | `none` | natural |" in tuning
+
+
+def test_report_states_the_held_out_ratio_and_the_honest_cost():
+    """The bar's numbers, read off the grid: pooled held-out fidelity over plain QAT's (the control
+    left out), and accuracy minus plain QAT's in points."""
+    from edgeguard.evaluate.report import honest_cost
+
+    fid = {("qat", "lenet"): 0.6, ("qat", "faces"): 0.4, ("qat", "fields-1f"): 0.1, ("divqat", "lenet"): 0.2, ("divqat", "faces"): 0.3, ("divqat", "fields-1f"): 0.9}
+    cells = [
+        {"attack": "knockoff", "thief": thief, "victim": victim, "defense": "none", "source": "natural", "labels": "soft", "budget": 500, "seed": seed,
+         "fidelity": f, "surrogate_accuracy": f, "victim_accuracy": 1.0, "perturbation_l1": 0.0}
+        for (victim, thief), f in fid.items() for seed in (0, 1)
+    ]  # fmt: skip
+    victims = [{"victim": v, "seeds": 2, "accuracy": (acc, 0.0), "rotate_10deg": (rot, 0.0)} for v, acc, rot in (("qat", 1.0, 0.99), ("divqat", 0.997, 0.98))]
+    [ratio] = against_baseline(pooled(aggregate(cells)))
+    assert (ratio["victim"], ratio["thieves"], ratio["seeds"]) == ("divqat", 2, 2) and ratio["ratio"] == pytest.approx(0.25 / 0.5)
+    [cost] = honest_cost(victims)
+    assert cost["accuracy"] == pytest.approx(-0.3) and cost["rotate_10deg"] == pytest.approx(-1.0)
+    text = markdown([], aggregate(cells))
+    assert "| divqat | `none` | soft | 500 | 2 | 2 | 25.0 | 50.0 | 0.50x |" in text
 
 
 def test_the_thieves_option_takes_a_preset_or_names():

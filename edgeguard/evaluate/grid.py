@@ -59,7 +59,7 @@ class GridSpec:
     heldout_budgets: list[int] = field(default_factory=lambda: [500, 1000])
     thief_steps: int = 250
     threads: int = 1  # torch threads per worker (and CPUs each Ray task holds)
-    workers: int = 2  # processes robbing groups at once: the default grid fits 20 minutes on 2 cores this way
+    workers: int = 2  # processes robbing groups at once, one per core of the 2-core machine the defaults are sized for
     ray: str | None = None  # rob on a Ray cluster instead: "local", "auto" (RAY_ADDRESS) or its address
 
     def __post_init__(self) -> None:

@@ -11,6 +11,8 @@ import numpy as np
 from edgeguard.attacks.thieves import POOLED, THIEVES, TUNING_THIEF
 from edgeguard.files import atomic_write_bytes, atomic_write_json
 
+BASELINE = "qat"  # the victim every other is compared with: plain QAT, trained like the others
+SHIFTS = ("noise", "translate", "rotate")  # the benign shifts export measures, by name prefix
 METRICS = ("fidelity", "surrogate_accuracy", "victim_accuracy", "perturbation_l1")
 # the report's order of attacks, and each one's table heading
 ATTACKS = {
@@ -63,6 +65,16 @@ def summarize_victims(victims: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def honest_cost(victims: list[dict[str, Any]], baseline: str = BASELINE) -> list[dict[str, Any]]:
+    """Each other victim's seed-mean accuracy, clean and under each benign shift, minus the
+    baseline's, in points: the other half of DivQAT's bar (what it costs honest users)."""
+    base = next((v for v in victims if v["victim"] == baseline), None)
+    if base is None:
+        return []
+    keys = ["accuracy", *(k for k in base if k.startswith(SHIFTS))]
+    return [{"victim": v["victim"], **{k: 100 * (v[k][0] - base[k][0]) for k in keys}} for v in victims if v["victim"] != baseline]
+
+
 def _pm(mean: float, std: float, pct: bool = True) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}" if pct else f"{mean:.3f} ± {std:.3f}"
 
@@ -70,7 +82,7 @@ def _pm(mean: float, std: float, pct: bool = True) -> str:
 def markdown(victims: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
     lines = ["### Victims (int8 ONNX in onnxruntime; mean ± std over seeds)", ""]
     if victims:
-        shifts = [k for k in victims[0] if k.startswith(("noise", "translate", "rotate"))]
+        shifts = [k for k in victims[0] if k.startswith(SHIFTS)]
         lines.append("| victim | accuracy % | " + " | ".join(f"{s} %" for s in shifts) + " | transfer KL | transfer top-1 = teacher % | s/epoch |")
         lines.append("|---" * (5 + len(shifts)) + "|")
         for v in victims:
@@ -78,10 +90,16 @@ def markdown(victims: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
                 f"| {v['victim']} | {_pm(*v['accuracy'])} | " + " | ".join(_pm(*v[s]) for s in shifts)
                 + f" | {_pm(*v['transfer_kl'], pct=False)} | {_pm(*v['transfer_top1_agreement'])} | {v['seconds_per_epoch'][0]:.2f} |"
             )
+        costs = honest_cost(victims)
+        if costs:
+            lines += ["", f"Honest cost: seed-mean accuracy minus `{BASELINE}`'s, points", ""]
+            lines += ["| victim | accuracy | " + " | ".join(shifts) + " |", "|---" * (2 + len(shifts)) + "|"]
+            lines += [f"| {c['victim']} | " + " | ".join(f"{c[k]:+.2f}" for k in ["accuracy", *shifts]) + " |" for c in costs]
     heldout = [r for r in rows if r["thief"] != TUNING_THIEF]
     if heldout:
         lines += ["", "### Held-out thieves (no default was chosen on them: attacks/thieves.py)", ""]
-        lines += _heldout_table(heldout + pooled(heldout))
+        lines += _ratio_table(against_baseline(pooled(heldout)))
+        lines += ["", *_heldout_table(heldout + pooled(heldout))]
     lines += ["", "### Tuning-side thieves (DivQAT's defaults were chosen on the natural-image Knockoff thief)"]
     lines += ["", "Fidelity = % test inputs where the copy agrees with the served victim."]
     for attack, title in ATTACKS.items():
@@ -103,6 +121,34 @@ def pooled(heldout: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row[m], row[m + "_std"] = float(values.mean()), float(values.std())
         out.append(row)
     return out
+
+
+def against_baseline(pooled_rows: list[dict[str, Any]], baseline: str = BASELINE) -> list[dict[str, Any]]:
+    """Each other victim's pooled held-out fidelity over the baseline's (plain QAT), per (defense,
+    labels, budget): the ratio DivQAT's bar (issue 15) is stated in, read off the grid itself."""
+    base = {(r["defense"], r["labels"], r["budget"]): r for r in pooled_rows if r["victim"] == baseline}
+    out = []
+    for r in pooled_rows:
+        b = base.get((r["defense"], r["labels"], r["budget"]))
+        if r["victim"] != baseline and b is not None and b["fidelity"] > 0:
+            out.append({
+                **{k: r[k] for k in ("victim", "defense", "labels", "budget", "thieves")}, "seeds": min(r["seeds"], b["seeds"]),
+                "baseline": b["fidelity"], "fidelity": r["fidelity"], "ratio": r["fidelity"] / b["fidelity"],
+            })  # fmt: skip
+    return out
+
+
+def _ratio_table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = [f"Pooled over the held-out thieves (controls left out), each victim against `{BASELINE}`:", ""]
+    lines += ["| victim | defense | labels | budget | thieves | seeds | fidelity % | " + BASELINE + " % | ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['victim']} | `{r['defense']}` | {r['labels']} | {r['budget']} | {r['thieves']} | {r['seeds']} "
+            f"| {100 * r['fidelity']:.1f} | {100 * r['baseline']:.1f} | {r['ratio']:.2f}x |"
+        )
+    return lines
 
 
 def _heldout_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -169,7 +215,8 @@ def save_report(result: dict[str, Any], folder: Path) -> str:
     fidelity.png beside it. Returns the markdown."""
     rows, victims = aggregate(result["cells"]), summarize_victims(result["victims"])
     text = markdown(victims, rows)
-    atomic_write_json(folder / "results.json", {"victims": victims, "cells": rows})
+    heldout = against_baseline(pooled([r for r in rows if r["thief"] != TUNING_THIEF]))
+    atomic_write_json(folder / "results.json", {"victims": victims, "honest_cost": honest_cost(victims), "heldout_pooled": heldout, "cells": rows})
     atomic_write_bytes(folder / "results.md", text.encode())
     plot(rows, folder / "fidelity.png")
     return text
