@@ -1,7 +1,7 @@
 """DivQAT's options side by side: honest accuracy and what a natural-image thief gets, per variant.
 
-Regenerates the tables of docs/divqat.md ("Why the first defaults", measured when the defaults were
-`away`; the "defaults" row is DivQATLoss's defaults when it runs). Each seed's fp32 teacher is
+Regenerates the tuning-side tables of docs/divqat.md and of the first search (docs/divqat-log.md,
+measured when the defaults were `away`; the "defaults" row is DivQATLoss's defaults when it runs). Each seed's fp32 teacher is
 trained once and shared by every variant (`train_teacher`, as `train_run` does, so the row with the
 defaults equals the grid's DivQAT victims); each variant's student is `train_student`, converted
 to true int8, exported to ONNX and measured in onnxruntime. The thieves are the tuning side's only
