@@ -2,10 +2,10 @@
 
 The default digits model does ~2 M multiply-accumulates per image, too few for int8 to pay; these
 are the sizes where it should (ResNet-18: 1.8 G MACs at 224x224). `int8_pair` is the one place that
-makes the pair of float and int8 modules: torchvision's quantizable model (quantize=False), fused for
-QAT, edgeguard's own qconfig (`train.quantize.qat_qconfig`: per-channel int8 weights in [-64, 63] on
-x86), prepare_qat, calibration passes on natural-image patches, convert. When edgeguard's zoo holds
-these networks, it builds them from there instead. Weights are random (untrained): speed does not
+makes the pair of float and int8 modules: the zoo's wrapper of torchvision's quantizable model
+(`models.torchvision_nets`), through training's own quantization route (`train.quantize`: fused for
+QAT, per-channel int8 weights in [-64, 63] on x86, prepare_qat), calibration passes on
+natural-image patches instead of training, convert. Weights are random (untrained): speed does not
 depend on them, and every result made from them says so.
 
 `real_size_export` writes an export folder `edgeguard bench` runs on: each format's fp32 and int8
@@ -16,7 +16,6 @@ argmax agreement with the fp32 file on the calibration images. Training side (to
 
 from __future__ import annotations
 
-import copy
 import importlib
 from dataclasses import asdict
 from pathlib import Path
@@ -35,7 +34,8 @@ from edgeguard.manifest import Manifest, ModelEntry
 from edgeguard.runtime import DeployedModel
 from edgeguard.runtime.parity import compare
 from edgeguard.runtime.preprocess import ImageSpec, Normaliser
-from edgeguard.train.quantize import convert_int8, describe, qat_qconfig, quiet, set_engine
+from edgeguard.models import build_model
+from edgeguard.train.quantize import convert_int8, describe, prepare_qat
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]  # what torchvision's models are normalised with
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -47,16 +47,15 @@ TORCH_FILES = {"fp32": "torch.fp32.pt", "int8": "torch.int8.pt"}  # TorchScript 
 
 
 def int8_pair(name: str, calibration: torch.Tensor, seed: int = 0) -> tuple[nn.Module, nn.Module]:
-    """(fp32, eager int8) modules of torchvision's quantizable `name`, random weights; inputs normalised.
+    """(fp32, eager int8) modules of the zoo's `name` (torchvision's quantizable network), random weights; inputs normalised.
 
     The float model's BatchNorm statistics are set from the calibration images first (random weights
     with BN's initial statistics would make activations grow layer by layer), so that the int8 model
-    quantizes exactly the fp32 model that is exported beside it.
+    quantizes exactly the fp32 model that is exported beside it. Then training's own route
+    (`train.quantize.prepare_qat`, `convert_int8`) with calibration passes instead of training.
     """
-    from torchvision.models import quantization
-
     torch.manual_seed(seed)
-    fp32 = getattr(quantization, name)(weights=None, quantize=False).train()
+    fp32 = build_model(name, tuple(calibration.shape[1:]), CLASSES).train()
     for m in fp32.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.momentum = None  # cumulative average over all calibration batches
@@ -64,12 +63,7 @@ def int8_pair(name: str, calibration: torch.Tensor, seed: int = 0) -> tuple[nn.M
         for x in calibration.split(16):
             fp32(x)
     fp32.eval()
-    qat = copy.deepcopy(fp32).train()
-    qat.fuse_model(is_qat=True)
-    qat.qconfig = qat_qconfig(BACKEND)
-    set_engine(BACKEND)
-    with quiet():
-        torch.ao.quantization.prepare_qat(qat, inplace=True)
+    qat = prepare_qat(fp32, BACKEND)
     qat.apply(torch.ao.nn.intrinsic.qat.freeze_bn_stats)  # BN as in the fp32 model; observers still see the data
     for m in qat.modules():
         if isinstance(m, nn.Dropout):
