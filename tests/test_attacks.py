@@ -1,6 +1,7 @@
 """Attacks really learn from served answers; queries are counted exactly; label thieves see labels only."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,22 @@ def test_grid_refuses_to_reuse_a_run_trained_with_other_options(grid_dirs, defau
     spelled = TrainConfig(method="divqat", method_options={"lam": 0.3}).spelled_out().method_options
     assert spelled == {**vars(DivQATLoss()), "lam": 0.3}
     assert TrainConfig().spelled_out() == TrainConfig()
+
+
+def test_a_store_filled_by_another_grid_is_refused(tmp_path):
+    """Cells are keyed by victim name: a store robbed from `divqat` with other options (a changed
+    default), another architecture or another thief is not resumed as if it were this grid's."""
+    spec = grid.GridSpec(victims=[grid.VictimRecipe("qat", "qat"), grid.VictimRecipe("divqat", "divqat", {"lam": 0.3})])
+    grid.claim_store(spec, tmp_path)
+    grid.claim_store(spec, tmp_path)  # the same grid resumes
+    recorded = json.loads((tmp_path / grid.GRID_FILE).read_text())
+    assert recorded["victims"]["divqat"]["options"]["lam"] == 0.3 and "temperature" in recorded["victims"]["divqat"]["options"]
+    with pytest.raises(EdgeguardError, match="victim 'divqat' differ"):
+        grid.claim_store(replace(spec, victims=[grid.VictimRecipe("divqat", "divqat")]), tmp_path)
+    with pytest.raises(EdgeguardError, match="model, thief_steps differ"):
+        grid.claim_store(replace(spec, model="lenet", thief_steps=100), tmp_path)
+    grid.claim_store(replace(spec, victims=[grid.VictimRecipe("div-fixed", "divqat", {"target": "fixed"})]), tmp_path)  # a store may gain victims
+    assert set(json.loads((tmp_path / grid.GRID_FILE).read_text())["victims"]) == {"qat", "divqat", "div-fixed"}
 
 
 @pytest.mark.slow  # two spawned workers import torch afresh: ~20 s

@@ -23,7 +23,10 @@ from edgeguard.errors import EdgeguardError
 from edgeguard.evaluate.cells import THIEF_MODEL, Cell
 from edgeguard.evaluate.jobs import Executor, Job, process_pool
 from edgeguard.evaluate.store import CellStore
+from edgeguard.files import atomic_write_json, read_json
 from edgeguard.manifest import Manifest
+
+GRID_FILE = "grid.json"  # beside cells.jsonl: what its cells were robbed from (claim_store)
 
 
 @dataclass
@@ -135,6 +138,47 @@ def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Pa
     return folder, {**run.metrics, "verified": entry.verified}
 
 
+def identity(spec: GridSpec) -> dict[str, Any]:
+    """What a stored cell's number depends on but its key leaves out: the victims' data, architecture
+    and training (each victim's options spelled out, defaults included), the thieves' architecture,
+    steps and images. Two grids with one identity may share a store."""
+    from edgeguard.train.run import TrainConfig
+
+    def spelled(victim: VictimRecipe) -> dict[str, Any]:
+        cfg = TrainConfig(dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options).spelled_out()
+        return {"method": cfg.method, "options": cfg.method_options}
+
+    def folder(path: str | None) -> str | None:
+        return None if path is None else str(Path(path).resolve())
+
+    return {
+        "dataset": spec.dataset, "model": spec.model, "data_dir": folder(spec.data_dir) if spec.dataset == "imagefolder" else None,
+        "thief_model": spec.thief_model, "thief_steps": spec.thief_steps, "transfer_dir": folder(spec.transfer_dir),
+        "transfer_dataset": spec.transfer_dataset, "victims": {v.name: spelled(v) for v in spec.victims},
+    }  # fmt: skip
+
+
+def claim_store(spec: GridSpec, out: Path) -> None:
+    """Record the grid's identity beside its store (GRID_FILE), or refuse a store another grid filled.
+
+    Cells are keyed by victim name, defense, source, labels, budget, seed and thief only: without this
+    check a grid whose `divqat` means other options (a changed default, a fresh --runs-dir) would
+    resume from the old victims' cells and report them as its own. A store may gain victims."""
+    path = out / GRID_FILE
+    mine = identity(spec)
+    if path.exists():
+        stored = read_json(path)
+        differ = [k for k in mine if k != "victims" and stored.get(k) != mine[k]]
+        differ += [f"victim '{n}'" for n, v in mine["victims"].items() if stored["victims"].get(n, v) != v]
+        if differ:
+            raise EdgeguardError(
+                f"{out} holds the cells of another grid ({', '.join(differ)} differ from this one's; {path} says what it was): "
+                "pass another --out, or remove that folder's cells.jsonl and grid.json"
+            )
+        mine["victims"] = {**stored["victims"], **mine["victims"]}
+    atomic_write_json(path, mine)
+
+
 def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path) -> dict[str, Any]:
     """Compute every missing cell; returns {"victims": per-run metrics, "cells": all stored rows}.
 
@@ -147,6 +191,7 @@ def run_grid(spec: GridSpec, out: Path, runs_dir: Path, export_dir: Path) -> dic
     import torch
 
     torch.set_num_threads(spec.threads)
+    claim_store(spec, out)
     store = CellStore(out / "cells.jsonl")
     with executor(spec) as robbers:
         victims: dict[tuple[str, int], tuple[Path, dict]] = {}
