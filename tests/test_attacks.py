@@ -146,9 +146,9 @@ def test_a_store_filled_by_another_grid_is_refused(tmp_path):
     grid.claim_store(spec, tmp_path)  # the same grid resumes
     recorded = json.loads((tmp_path / grid.GRID_FILE).read_text())
     assert recorded["victims"]["divqat"]["options"]["lam"] == 0.3 and "temperature" in recorded["victims"]["divqat"]["options"]
-    with pytest.raises(EdgeguardError, match="victim 'divqat' differ"):
+    with pytest.raises(EdgeguardError, match="its victim 'divqat' is not this one's"):
         grid.claim_store(replace(spec, victims=[grid.VictimRecipe("divqat", "divqat")]), tmp_path)
-    with pytest.raises(EdgeguardError, match="model, thief_steps differ"):
+    with pytest.raises(EdgeguardError, match="its model, thief_steps are not"):
         grid.claim_store(replace(spec, model="lenet", thief_steps=100), tmp_path)
     grid.claim_store(replace(spec, victims=[grid.VictimRecipe("div-fixed", "divqat", {"target": "fixed"})]), tmp_path)  # a store may gain victims
     assert set(json.loads((tmp_path / grid.GRID_FILE).read_text())["victims"]) == {"qat", "divqat", "div-fixed"}

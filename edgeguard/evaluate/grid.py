@@ -172,8 +172,8 @@ def claim_store(spec: GridSpec, out: Path) -> None:
         differ += [f"victim '{n}'" for n, v in mine["victims"].items() if stored["victims"].get(n, v) != v]
         if differ:
             raise EdgeguardError(
-                f"{out} holds the cells of another grid ({', '.join(differ)} differ from this one's; {path} says what it was): "
-                "pass another --out, or remove that folder's cells.jsonl and grid.json"
+                f"{out} holds the cells of another grid: its {', '.join(differ)} {'is' if len(differ) == 1 else 'are'} not this one's "
+                f"({path} says what it was); pass another --out, or remove that folder's cells.jsonl and grid.json"
             )
         mine["victims"] = {**stored["victims"], **mine["victims"]}
     atomic_write_json(path, mine)
