@@ -17,7 +17,7 @@ from edgeguard.evaluate.report import against_baseline, aggregate, markdown, poo
 
 
 def test_the_tuning_thieves_and_every_other_held_out():
-    assert TUNING_THIEVES == [TUNING_THIEF, "probe-fields", "textures", "tempered"]
+    assert TUNING_THIEVES == [TUNING_THIEF, "probe-fields", "textures", "tempered", "long"]
     assert set(HELD_OUT_THIEVES) == set(THIEVES) - set(TUNING_THIEVES)
     assert all(THIEVES[n].side == HELD_OUT for n in HELD_OUT_THIEVES)
     assert set(POOLED) < set(HELD_OUT_THIEVES)  # the 1/f control is held out but not pooled
@@ -28,6 +28,10 @@ def test_the_tuning_thieves_and_every_other_held_out():
     tempered = THIEVES["tempered"]
     assert tempered.transfer is None and tempered.recipe == replace(tuning.recipe, temperature=2.0)
     assert tempered.recipe.temperature not in {THIEVES[n].recipe.temperature for n in HELD_OUT_THIEVES}
+    # the long tuning thief: the tuning photos, trained long by its own recipe, none a held-out thief's
+    long = THIEVES["long"]
+    assert long.transfer is None and long.recipe.own_loop and long.recipe.steps > 2 * tuning.recipe.steps
+    assert all(replace(long.recipe, own_loop=False) != THIEVES[n].recipe for n in HELD_OUT_THIEVES)
 
 
 def test_tuning_and_held_out_transfer_sets_share_no_kind_and_no_images():
@@ -183,3 +187,21 @@ def test_the_tempered_tuning_thief_trains_on_flattened_answers(torch_threads):
     assert not torch.allclose(tempered, weights(train_copy(THIEVES[TUNING_THIEF], x, answers, True, 10, 0, steps=3)), atol=1e-5)
     hard = (train_copy(THIEVES[name], x, answers, False, 10, 0, steps=3) for name in ("tempered", TUNING_THIEF))
     assert torch.equal(*map(weights, hard))
+
+
+def test_the_long_tuning_thief_trains_by_its_own_recipe(torch_threads):
+    """Not the grid's trainer: its recipe's steps, batch and flips, whatever the grid's step budget."""
+    torch = pytest.importorskip("torch")
+    from edgeguard.attacks.thief_training import train_copy, train_thief
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 1, 28, 28), dtype=np.float32)
+    answers = rng.dirichlet(np.full(10, 0.2), 40).astype(np.float32)
+    long = replace(THIEVES["long"], recipe=replace(THIEVES["long"].recipe, steps=3))
+
+    def weights(copy):
+        return torch.cat([p.detach().flatten() for p in copy.model.parameters()])
+
+    mine = weights(train_copy(long, x, answers, True, 10, 0, steps=250))
+    assert torch.allclose(mine, weights(train_thief(long.recipe, x, answers, True, 10, 0)))
+    assert not torch.allclose(mine, weights(train_copy(THIEVES[TUNING_THIEF], x, answers, True, 10, 0, steps=3)), atol=1e-5)

@@ -1,6 +1,7 @@
-"""How a held-out thief trains its copy (`attacks.thieves.Recipe`): its own loop, so that optimizer,
-batch, flips, mixup, answer temperature and label smoothing are the thief's choices, not the tuning
-thief's (`attacks.surrogate.train_surrogate`, Adam on fixed epochs, kept as it is for reproducibility).
+"""How a held-out thief (or a tuning thief with `Recipe.own_loop`) trains its copy (`attacks.thieves.Recipe`):
+its own loop, so that optimizer, batch, flips, mixup, answer temperature and label smoothing are the
+thief's choices, not the tuning thief's (`attacks.surrogate.train_surrogate`, Adam on fixed epochs,
+kept as it is for reproducibility).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from edgeguard.runtime.preprocess import Normaliser
 
 
 def train_copy(thief: Thief, x: np.ndarray, answers: np.ndarray, soft: bool, num_classes: int, seed: int, steps: int) -> Surrogate:
-    """A thief's copy; `steps` is the grid's thief budget and applies to the tuning thief only (a
-    held-out thief's training length is part of its recipe)."""
-    if thief.side == TUNING:
+    """A thief's copy; `steps` is the grid's thief budget and applies to the tuning thieves the grid's
+    trainer trains (a held-out thief's training length, or an `own_loop` tuning thief's, is its recipe's)."""
+    if thief.side == TUNING and not thief.recipe.own_loop:
         if soft and thief.recipe.temperature != 1:  # the tempered tuning thief; the others' targets stay bit-identical
             answers = targets(answers, soft, thief.recipe)
         return train_surrogate(x, answers, soft, num_classes, arch=thief.recipe.arch, steps=steps, lr=thief.recipe.lr, seed=seed)
