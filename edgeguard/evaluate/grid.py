@@ -121,11 +121,11 @@ def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Pa
     )  # fmt: skip
     if (run_dir / "metrics.json").exists():
         run = load_run(run_dir)
-        trained, asked = run.config.spelled_out(), cfg.spelled_out()
-        if (trained.method, trained.method_options) != (asked.method, asked.method_options):
+        trained, asked = run.config.spelled_out(), trained_as(spec, victim)
+        if {"method": trained.method, "options": trained.method_options} != asked:
             raise EdgeguardError(
                 f"{run_dir} was trained as {trained.method} {trained.method_options}, but the grid's victim '{victim.name}' is "
-                f"{asked.method} {asked.method_options}; remove that run (and its export and cells) or use another --runs-dir"
+                f"{asked['method']} {asked['options']}; remove that run (and its export and cells) or use another --runs-dir"
             )
     else:
         run = train_run(cfg)
@@ -138,15 +138,19 @@ def prepare_victim(spec: GridSpec, victim: VictimRecipe, seed: int, runs_dir: Pa
     return folder, {**run.metrics, "verified": entry.verified}
 
 
-def identity(spec: GridSpec) -> dict[str, Any]:
-    """What a stored cell's number depends on but its key leaves out: the victims' data, architecture
-    and training (each victim's options spelled out, defaults included), the thieves' architecture,
-    steps and images. Two grids with one identity may share a store."""
+def trained_as(spec: GridSpec, victim: VictimRecipe) -> dict[str, Any]:
+    """The victim's method and its options spelled out, defaults included (`TrainConfig.spelled_out`):
+    what a run folder or a store must have been trained with to stand for this victim."""
     from edgeguard.train.run import TrainConfig
 
-    def spelled(victim: VictimRecipe) -> dict[str, Any]:
-        cfg = TrainConfig(dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options).spelled_out()
-        return {"method": cfg.method, "options": cfg.method_options}
+    cfg = TrainConfig(dataset=spec.dataset, model=spec.model, method=victim.method, method_options=victim.options).spelled_out()
+    return {"method": cfg.method, "options": cfg.method_options}
+
+
+def identity(spec: GridSpec) -> dict[str, Any]:
+    """What a stored cell's number depends on but its key leaves out: the victims' data, architecture
+    and training (`trained_as`), the thieves' architecture, steps and images. Two grids with one
+    identity may share a store."""
 
     def folder(path: str | None) -> str | None:
         return None if path is None else str(Path(path).resolve())
@@ -154,7 +158,7 @@ def identity(spec: GridSpec) -> dict[str, Any]:
     return {
         "dataset": spec.dataset, "model": spec.model, "data_dir": folder(spec.data_dir) if spec.dataset == "imagefolder" else None,
         "thief_model": spec.thief_model, "thief_steps": spec.thief_steps, "transfer_dir": folder(spec.transfer_dir),
-        "transfer_dataset": spec.transfer_dataset, "victims": {v.name: spelled(v) for v in spec.victims},
+        "transfer_dataset": spec.transfer_dataset, "victims": {v.name: trained_as(spec, v) for v in spec.victims},
     }  # fmt: skip
 
 
