@@ -97,9 +97,10 @@ def markdown(victims: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
             lines += [f"| {c['victim']} | " + " | ".join(f"{c[k]:+.2f}" for k in ["accuracy", *shifts]) + " |" for c in costs]
     heldout = [r for r in rows if r["thief"] != TUNING_THIEF]
     if heldout:
+        pools = pooled(heldout)
         lines += ["", "### Held-out thieves (no default was chosen on them: attacks/thieves.py)", ""]
-        lines += _ratio_table(against_baseline(pooled(heldout)))
-        lines += ["", *_heldout_table(heldout + pooled(heldout))]
+        lines += _ratio_table(against_baseline(pools))
+        lines += ["", *_heldout_table(heldout + pools)]
     lines += ["", "### Tuning-side thieves (DivQAT's defaults were chosen on the natural-image Knockoff thief)"]
     lines += ["", "Fidelity = % test inputs where the copy agrees with the served victim."]
     for attack, title in ATTACKS.items():
