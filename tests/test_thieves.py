@@ -168,20 +168,26 @@ def test_the_thieves_option_takes_a_preset_or_names():
         table.parse_thieves("lenet,nope")
 
 
+def _queries_and_answers() -> tuple[np.ndarray, np.ndarray]:
+    """40 random 28x28 queries and peaked soft answers over 10 classes: enough to tell two trainers apart."""
+    rng = np.random.default_rng(0)
+    return rng.random((40, 1, 28, 28), dtype=np.float32), rng.dirichlet(np.full(10, 0.2), 40).astype(np.float32)
+
+
+def weights(copy):
+    import torch
+
+    return torch.cat([p.detach().flatten() for p in copy.model.parameters()])
+
+
 def test_the_tempered_tuning_thief_trains_on_flattened_answers(torch_threads):
     """Its copy is the tuning thief's, trained on p^(1/2) renormalised; argmax answers are left alone."""
     torch = pytest.importorskip("torch")
     from edgeguard.attacks.surrogate import train_surrogate
     from edgeguard.attacks.thief_training import train_copy
 
-    rng = np.random.default_rng(0)
-    x = rng.random((40, 1, 28, 28), dtype=np.float32)
-    answers = rng.dirichlet(np.full(10, 0.2), 40).astype(np.float32)
+    x, answers = _queries_and_answers()
     flat = np.sqrt(answers) / np.sqrt(answers).sum(1, keepdims=True)
-
-    def weights(copy):
-        return torch.cat([p.detach().flatten() for p in copy.model.parameters()])
-
     tempered = weights(train_copy(THIEVES["tempered"], x, answers, True, 10, 0, steps=3))
     assert torch.allclose(tempered, weights(train_surrogate(x, flat, True, 10, steps=3, seed=0)), atol=1e-5)
     assert not torch.allclose(tempered, weights(train_copy(THIEVES[TUNING_THIEF], x, answers, True, 10, 0, steps=3)), atol=1e-5)
@@ -194,14 +200,8 @@ def test_the_long_tuning_thief_trains_by_its_own_recipe(torch_threads):
     torch = pytest.importorskip("torch")
     from edgeguard.attacks.thief_training import train_copy, train_thief
 
-    rng = np.random.default_rng(0)
-    x = rng.random((40, 1, 28, 28), dtype=np.float32)
-    answers = rng.dirichlet(np.full(10, 0.2), 40).astype(np.float32)
+    x, answers = _queries_and_answers()
     long = replace(THIEVES["long"], recipe=replace(THIEVES["long"].recipe, steps=3))
-
-    def weights(copy):
-        return torch.cat([p.detach().flatten() for p in copy.model.parameters()])
-
     mine = weights(train_copy(long, x, answers, True, 10, 0, steps=250))
     assert torch.allclose(mine, weights(train_thief(long.recipe, x, answers, True, 10, 0)))
     assert not torch.allclose(mine, weights(train_copy(THIEVES[TUNING_THIEF], x, answers, True, 10, 0, steps=3)), atol=1e-5)
