@@ -87,23 +87,25 @@ def tuning_side(rows: list[dict[str, Any]], name: str, seeds: list[int]) -> dict
     return out
 
 
-def heldout_side(cells: list[dict[str, Any]], victim: str, seeds: list[int]) -> dict[str, Any]:
-    fid = {(c["victim"], c["thief"], c["budget"], c["seed"]): c["fidelity"] for c in cells if c["labels"] == "soft" and c["defense"] == "none" and "thief" in c}
+def soft_fidelity(cells: list[dict[str, Any]]) -> dict[tuple, float]:
+    """(victim, thief, budget, seed) -> fidelity of the held-out cells, soft labels, no defense."""
+    return {(c["victim"], c["thief"], c["budget"], c["seed"]): c["fidelity"] for c in cells if c["labels"] == "soft" and c["defense"] == "none" and "thief" in c}
+
+
+def seeds_of(fid: dict[tuple, float], victim: str) -> set[int]:
+    """The seeds on which every one of the seven thieves robbed the victim at every budget."""
+    seeds = {s for v, _, _, s in fid if v == victim}
+    return {s for s in seeds if all((victim, t, b, s) in fid for t in SEVEN for b in BUDGETS)}
+
+
+def heldout_side(fid: dict[tuple, float], victim: str, seeds: list[int]) -> dict[str, Any]:
+    """`seeds` are ones both the victim and plain QAT have every cell on (`seeds_of`)."""
     out: dict[str, Any] = {}
     for b in BUDGETS:
-        keys = [(t, b, s) for t in SEVEN for s in seeds]
-        mine, base = [fid.get((victim, *k)) for k in keys], [fid.get(("qat", *k)) for k in keys]
-        complete = None not in mine and None not in base
-        out[f"heldout_{b}"] = _ratio(mine, base) if complete else None  # type: ignore[arg-type]
-        per = {t: _ratio([fid[(victim, t, b, s)] for s in seeds], [fid[("qat", t, b, s)] for s in seeds]) for t in SEVEN} if complete else {}
-        out[f"worst_{b}"] = max(per, key=per.get) if per else None  # type: ignore[arg-type]
+        out[f"heldout_{b}"] = _ratio([fid[(victim, t, b, s)] for t in SEVEN for s in seeds], [fid[("qat", t, b, s)] for t in SEVEN for s in seeds])
+        per = {t: _ratio([fid[(victim, t, b, s)] for s in seeds], [fid[("qat", t, b, s)] for s in seeds]) for t in SEVEN}
+        out[f"worst_{b}"] = max(per, key=per.__getitem__)
     return out
-
-
-def seeds_of(cells: list[dict[str, Any]], victim: str) -> set[int]:
-    """The seeds on which every one of the seven thieves robbed the victim at every budget."""
-    have = {(c["thief"], c["budget"], c["seed"]) for c in cells if c["victim"] == victim and c["labels"] == "soft" and c["defense"] == "none" and "thief" in c}
-    return {s for s in {k[2] for k in have} if all((t, b, s) in have for t in SEVEN for b in BUDGETS)}
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -128,16 +130,16 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "divqat-both-sides.json"))
     args = parser.parse_args()
     rows = json.loads((RESULTS / "divqat-issue15.json").read_text())["rows"]
-    cells = {name: [json.loads(line) for line in (RESULTS / name / "cells.jsonl").read_text().splitlines() if line] for name in (BEFORE, AFTER)}
+    fid = {name: soft_fidelity([json.loads(line) for line in (RESULTS / name / "cells.jsonl").read_text().splitlines() if line]) for name in (BEFORE, AFTER)}
     results, missing = [], []
     for v in VARIANTS:
         tuned = {r["seed"] for r in rows if r["variant"] == v.tuning} & {r["seed"] for r in rows if r["variant"] == "plain QAT"}
-        seeds = sorted(tuned & seeds_of(cells[v.cells], v.victim) & seeds_of(cells[v.cells], "qat"))
+        seeds = sorted(tuned & seeds_of(fid[v.cells], v.victim) & seeds_of(fid[v.cells], "qat"))
         if not seeds:
             missing.append(v.label)
             continue
         results.append({"variant": v.label, "tuning_name": v.tuning, "victim": v.victim, "cells": v.cells, "seeds": seeds,
-                        **tuning_side(rows, v.tuning, seeds), **heldout_side(cells[v.cells], v.victim, seeds)})  # fmt: skip
+                        **tuning_side(rows, v.tuning, seeds), **heldout_side(fid[v.cells], v.victim, seeds)})  # fmt: skip
     Path(args.out).write_text(json.dumps({"variants": results, "not_measured_on_both_sides": missing}, indent=1))
     print(table(results))
     if missing:
