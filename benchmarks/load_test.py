@@ -252,18 +252,20 @@ def defense_overhead(export: Path, defense: str, args: argparse.Namespace, tmp: 
         probs = model.predict(x)
         stack_us = bench_median_us(lambda: stack(probs, x), args.bare_reps, args.bare_reps // 10)
         bare_ns, defended_ns = served[b]
-        bare_p50 = statistics.median(bare_ns) / 1e3
-        over_http = paired_difference_us(bare_ns, defended_ns)
-        in_server = paired_difference_us(inside[0][warmup:], inside[1][warmup:])
+        # Ratios are taken of the rounded numbers the JSON shows, so a reader can recompute them exactly.
+        stack_us = round(stack_us, 2)
+        bare_p50 = round(statistics.median(bare_ns) / 1e3, 1)
+        over_http = round(paired_difference_us(bare_ns, defended_ns), 1)
+        in_server = round(paired_difference_us(inside[0][warmup:], inside[1][warmup:]), 1)
         batches[str(b)] = {
             "requests_each": len(bare_ns),
-            "stack_us": round(stack_us, 2),
-            "served_p50_us_no_defense": round(bare_p50, 1),
+            "stack_us": stack_us,
+            "served_p50_us_no_defense": bare_p50,
             "served_p50_us_defended": round(statistics.median(defended_ns) / 1e3, 1),
             "ratio": round(stack_us / bare_p50, 4),
-            "served_paired_difference_us": round(over_http, 1),
+            "served_paired_difference_us": over_http,
             "served_paired_difference_ratio": round(over_http / bare_p50, 4),
-            "in_server_paired_difference_us": round(in_server, 1),
+            "in_server_paired_difference_us": in_server,
             "in_server_paired_difference_ratio": round(in_server / bare_p50, 4),
         }
     for service in services:
