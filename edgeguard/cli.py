@@ -47,7 +47,7 @@ def train_options(f: Callable) -> Callable:
         click.option("--qat-lr", type=float, help="QAT / DivQAT learning rate (default 5e-4)."),
         click.option("--backend", default="x86", show_default=True, help="Quantized engine / qconfig: x86 (fbgemm) or qnnpack (ARM)."),
         click.option("--method", default="qat", show_default=True, type=click.Choice(["qat", "divqat"]), help="Plain QAT, or DivQAT (docs/divqat.md)."),
-        click.option("--lam", type=float, help="DivQAT: weight of the probe term (default 2.4; 0.6 on --dataset imagefolder, whose photos the probes resemble; `--probe-target away` was measured at 2)."),
+        click.option("--lam", type=float, help="DivQAT: weight of the probe term (default 2.4; 0.3 on --dataset imagefolder, whose photos the probes resemble; `--probe-target away` was measured at 2)."),
         click.option("--temperature", type=float, help="DivQAT: softmax temperature of the signature and the probe answers compared with it (default 2), or of the divergence (default 1, as `--probe-target away` was measured)."),
         click.option("--margin", type=float, help="DivQAT: bound on the per-sample divergence (nats)."),
         click.option("--direction", type=click.Choice(["reverse", "forward"]), help="DivQAT: KL(student||teacher) (reverse) or KL(teacher||student)."),

@@ -193,7 +193,7 @@ def test_teacher_free_probe_targets_pull_to_uniform_or_one_class():
     # on a folder of photos the probe term weighs less (losses.DATASET_DEFAULTS), and a run records it;
     # the user's own --lam still wins, and digits keep theirs
     photos = TrainConfig(dataset="imagefolder", method="divqat")
-    assert (photos.loss().lam, photos.spelled_out().method_options["lam"]) == (0.6, 0.6)
+    assert (photos.loss().lam, photos.spelled_out().method_options["lam"]) == (0.3, 0.3)
     assert TrainConfig(dataset="imagefolder", method="divqat", method_options={"lam": 2.0}).loss().lam == 2.0
     assert TrainConfig(method="divqat").loss().lam == 2.4
 

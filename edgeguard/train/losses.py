@@ -42,7 +42,7 @@ SIGNATURE_TEMPERATURE = 2.0  # the signature target's default temperature (docs/
 # On a folder of photos the honest images are natural images, as the 1/f probes are: the probe term's
 # pull reaches them sooner: lam 1.2 cost mobilenet_v2 3.5-8 points of int8 accuracy (and digits'
 # default is 2.4). Chosen on the tuning folder by accuracy alone (docs/bring-your-own.md).
-DATASET_DEFAULTS: dict[str, dict[str, float]] = {"imagefolder": {"lam": 0.6}}
+DATASET_DEFAULTS: dict[str, dict[str, float]] = {"imagefolder": {"lam": 0.3}}
 
 
 def mixup_noise(x: torch.Tensor, noise: float, smooth: int = 1) -> torch.Tensor:
