@@ -150,6 +150,7 @@ def main() -> None:
     names = {**GRID_NAMES, **json.loads(args.names)}
     cfg = TrainConfig(method="divqat", model=args.model)
     data = load_dataset(cfg.dataset)
+    cfg = cfg.with_epochs(len(data.train))  # the epoch counts train_run would use
     out = Path(args.out)
     rows = json.loads(out.read_text())["rows"] if args.append and out.exists() else []
     # a listed variant's row that misses a tuning thief (one added since) is measured again

@@ -61,8 +61,8 @@ def train_options(f: Callable) -> Callable:
         click.option("--probe-target", type=click.Choice(["away", "uniform", "fixed", "signature"]), help="DivQAT: pull probe answers to a fixed soft answer the monitor recognises (signature, the default), to one fixed class (hides thieves from the OOD monitor) or to the uniform distribution, or push them away from the teacher (away, the first default): docs/divqat.md."),
         click.option("--signature-mass", type=float, help="DivQAT, --probe-target signature: the signature's probability of class 0 (the rest is spread evenly)."),
         click.option("--seed", default=0, show_default=True),
-        click.option("--epochs", default=20, show_default=True, help="fp32 teacher epochs."),
-        click.option("--qat-epochs", default=8, show_default=True),
+        click.option("--epochs", type=click.IntRange(1), help="fp32 teacher epochs [default: 20; on a small training split, as many as give the 340 optimizer steps 20 give on digits]."),
+        click.option("--qat-epochs", type=click.IntRange(1), help="QAT / DivQAT epochs [default: 8; on a small training split, as many as give 136 optimizer steps]."),
         click.option("--threads", default=1, show_default=True, help="torch threads (set explicitly: oversubscription is slow)."),
         click.option("--data-dir", default="data", show_default=True, type=click.Path(file_okay=False), help="Where the dataset is; for imagefolder DIR/<class>/<images> or DIR/train/<class>/... + DIR/val/<class>/... (docs/bring-your-own.md)."),
         click.option("--download", is_flag=True, help="Download a torchvision dataset if it is not in --data-dir."),
@@ -74,7 +74,7 @@ def train_options(f: Callable) -> Callable:
     return functools.reduce(lambda acc, opt: opt(acc), reversed(options), f)
 
 
-TUNING_OPTIONS = ("batch_size", "lr", "qat_lr")
+TUNING_OPTIONS = ("batch_size", "lr", "qat_lr", "epochs", "qat_epochs")
 DIVQAT_OPTIONS = {"lam": "lam", "temperature": "temperature", "margin": "margin", "direction": "direction", "div_inputs": "inputs", "mass": "mass", "div_noise": "probe_noise", "smooth": "smooth", "anchor": "anchor", "probe_bn": "probe_bn", "probe_target": "target", "sharpen": "sharpen", "signature_mass": "signature_mass"}
 
 

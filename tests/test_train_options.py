@@ -49,3 +49,17 @@ def test_bad_weight_options_are_sentences():
         TrainConfig(teacher="t.pt", weights="DEFAULT").validate()
     with pytest.raises(EdgeguardError, match="own models have no released weights"):
         build_model("small-cnn", (1, 28, 28), 10).released_weights()
+
+
+def test_unset_epochs_give_a_small_split_the_steps_digits_gets(default_run):
+    """The defaults were chosen at 17 batches per epoch: a 320-image split at batch 64 (5 batches)
+    gets as many optimizer steps, not 40 QAT steps; explicit counts and larger splits are kept."""
+
+    def counts(cfg: TrainConfig, n_train: int) -> tuple:
+        filled = cfg.with_epochs(n_train)
+        return filled.epochs, filled.qat_epochs
+
+    assert (default_run.config.epochs, default_run.config.qat_epochs) == (20, 8)  # digits: unchanged, recorded
+    assert counts(TrainConfig(), 320) == (68, 28)
+    assert counts(TrainConfig(batch_size=16), 320) == (20, 8)  # 20 batches per epoch: already more steps than digits
+    assert counts(TrainConfig(epochs=3, qat_epochs=2), 10) == (3, 2)

@@ -8,6 +8,7 @@ files and measures them (export/pipeline.py); everything downstream rebuilds mod
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -27,6 +28,11 @@ from edgeguard.train.losses import DATASET_DEFAULTS, DivQATLoss, Loss, cross_ent
 from edgeguard.train.quantize import convert_int8, freeze, prepare_qat, qat_qconfig
 
 METHODS = ("qat", "divqat")
+# Training length is set in optimizer steps, counted in epochs: the defaults (20 teacher, 8 QAT epochs)
+# were chosen on the built-in digits, 17 batches of 64 per epoch. A smaller split gets as many updates,
+# not fewer: 8 epochs of 320 photos are 40 QAT steps, which left int8 6 points short of fp32 (issue 14,
+# docs/bring-your-own.md "Training length on a small folder").
+EPOCHS, QAT_EPOCHS, REFERENCE_BATCHES = 20, 8, 17
 
 
 @dataclass
@@ -36,8 +42,8 @@ class TrainConfig:
     method: str = "qat"
     backend: str = "x86"
     seed: int = 0
-    epochs: int = 20  # fp32 teacher
-    qat_epochs: int = 8
+    epochs: int | None = None  # fp32 teacher; None: EPOCHS, or more on a small split (`with_epochs`)
+    qat_epochs: int | None = None  # None: QAT_EPOCHS, or more on a small split
     batch_size: int = 64
     lr: float = 2e-3
     qat_lr: float = 5e-4
@@ -70,6 +76,16 @@ class TrainConfig:
         what it was trained with, so a later change of defaults cannot relabel it."""
         loss = self.loss()
         return replace(self, method_options=dict(vars(loss))) if isinstance(loss, DivQATLoss) else self
+
+    def with_epochs(self, n_train: int) -> "TrainConfig":
+        """This config with unset epoch counts filled in for a training split of `n_train` images: the
+        defaults, or as many epochs as give the optimizer steps the defaults give on digits."""
+        batches = math.ceil(n_train / self.batch_size)
+
+        def at_least(given: int | None, default: int) -> int:
+            return given if given is not None else max(default, math.ceil(default * REFERENCE_BATCHES / batches))
+
+        return replace(self, epochs=at_least(self.epochs, EPOCHS), qat_epochs=at_least(self.qat_epochs, QAT_EPOCHS))
 
     def loss(self) -> Loss:
         if self.method == "qat":
@@ -167,6 +183,7 @@ def train_run(cfg: TrainConfig) -> Run:
     cfg.validate()
     torch.set_num_threads(cfg.threads)
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download, image_size=cfg.image_size)
+    cfg = cfg.with_epochs(len(data.train))
     ensure_dir(Path(cfg.runs_dir) / cfg.run_name)
     atomic_write_json(Path(cfg.runs_dir) / cfg.run_name / "config.json", asdict(cfg.spelled_out()))
     norm = Normaliser(data.mean, data.std)
