@@ -30,8 +30,9 @@ from edgeguard.train.quantize import convert_int8, freeze, prepare_qat, qat_qcon
 METHODS = ("qat", "divqat")
 # Training length is set in optimizer steps, counted in epochs: the defaults (20 teacher, 8 QAT epochs)
 # were chosen on the built-in digits, 17 batches of 64 per epoch. A smaller split gets as many updates,
-# not fewer: 8 epochs of 320 photos are 40 QAT steps, which left int8 6 points short of fp32 (issue 14,
-# docs/bring-your-own.md "Training length on a small folder").
+# not fewer: 20 epochs of 80 photos at batch 64 are 40 teacher steps, which left a tuning folder's
+# teacher at chance (issue 14; docs/bring-your-own.md "Training length on a small folder" also shows
+# what the longer QAT costs on the report folder).
 EPOCHS, QAT_EPOCHS, REFERENCE_BATCHES = 20, 8, 17
 
 
