@@ -6,10 +6,10 @@ Issue 14's bar compares a run's int8 model with its fp32 teacher on the val spli
 time. On a small folder whose teacher has not converged, the 8 QAT epochs go on training it, and a
 student lands points above or below its teacher for reasons that have nothing to do with int8. This
 control trains, for each run, an fp32 twin of its student: the same teacher, loss (plain CE or the
-run's DivQAT loss), epochs, learning rate, batch size, seed and augmentation as `train_student`,
-without `prepare_qat` (so no observers, no fake-quant, no BN freeze). Then int8 - fp32 (the run's
-own metrics) sits beside twin - fp32: if the twin moves as far, the distance is fine-tuning's, and
-no quantization scheme removes it. Writes --out (JSON) and prints a table.
+run's DivQAT loss), epochs, learning rate, batch size, seed and augmentation (`fit_student`, as
+`train_student` calls it), without `prepare_qat` (so no observers, no fake-quant, no BN freeze).
+Then int8 - fp32 (the run's own metrics) sits beside twin - fp32: if the twin moves as far, the
+distance is fine-tuning's, and no quantization scheme removes it. Writes --out (JSON) and prints a table.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import torch
 
 from edgeguard.bench.script import run_script
 from edgeguard.runtime.preprocess import Normaliser
-from edgeguard.train.loop import accuracy, fit
-from edgeguard.train.run import load_run
+from edgeguard.train.loop import accuracy
+from edgeguard.train.run import fit_student, load_run
 
 
 def measure_run(path: str) -> dict[str, Any]:
@@ -34,10 +34,8 @@ def measure_run(path: str) -> dict[str, Any]:
     data = run.dataset()
     norm = Normaliser(data.mean, data.std)
     twin = copy.deepcopy(run.teacher)
-    fit(
-        twin, data.train, norm, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
-        teacher=run.teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"fp32 twin of {Path(path).name}",
-    )  # fmt: skip
+    fit_student(cfg, twin, run.teacher, data.train, norm)
+    twin.cpu()
     acc = run.metrics["accuracy"]
     twin_acc = accuracy(twin, data.test, norm)
     return {

@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -166,15 +166,24 @@ def train_teacher(cfg: TrainConfig, data: Dataset, norm: Normaliser) -> tuple[Qu
     return teacher.cpu(), times, source
 
 
+def fit_student(
+    cfg: TrainConfig, student: torch.nn.Module, teacher: QuantizableNet, train: Split, norm: Normaliser, on_epoch: Callable[[int], None] | None = None,
+) -> list[float]:  # fmt: skip
+    """cfg's student recipe (its loss, QAT epochs and rate, batch size, seed, augmentation) applied to
+    `student`: the one definition of it, so a control that trains the same recipe without fake-quant
+    (benchmarks/qat_noise.py) cannot drift from what `train_student` does."""
+    return fit(
+        student, train, norm, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
+        teacher=teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"{cfg.method}",
+        on_epoch=on_epoch, workers=cfg.workers, device=resolve_device(cfg.device),
+    )  # fmt: skip
+
+
 def train_student(cfg: TrainConfig, teacher: QuantizableNet, train: Split, norm: Normaliser) -> tuple[QuantizableNet, list[float]]:
     """The fake-quantized student of `teacher`, trained with cfg's method (plain QAT or DivQAT)."""
     qat = prepare_qat(teacher, cfg.backend)
     frozen_from = max(1, cfg.qat_epochs * 3 // 4)
-    times = fit(
-        qat, train, norm, cfg.loss(), cfg.qat_epochs, cfg.qat_lr, cfg.batch_size, cfg.seed + 1,
-        teacher=teacher, shift=cfg.shift, noise=cfg.augment_noise, desc=f"{cfg.method}",
-        on_epoch=lambda e: freeze(qat) if e == frozen_from else None, workers=cfg.workers, device=resolve_device(cfg.device),
-    )  # fmt: skip
+    times = fit_student(cfg, qat, teacher, train, norm, on_epoch=lambda e: freeze(qat) if e == frozen_from else None)
     teacher.cpu()
     return qat.cpu(), times  # int8 conversion and everything after it run on the CPU
 
