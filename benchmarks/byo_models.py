@@ -17,6 +17,7 @@ back with `--teacher`: the run must skip teacher training and start from exactly
     python benchmarks/byo_models.py --models resnet18 --epochs 2 --qat-epochs 1 --out /tmp/r.json
     python benchmarks/byo_models.py --divqat="--lam 0.5" --qat-epochs 8 --no-teacher-run --out /tmp/r.json
     python benchmarks/byo_models.py --photos tuning --models mobilenet_v2 --out /tmp/t.json    # the tuning folder (choose options here)
+    python benchmarks/byo_models.py --photos far-tuning --models resnet18 --out /tmp/f.json   # the tuning folder whose val is as far as the report's
 """
 
 from __future__ import annotations
@@ -40,18 +41,20 @@ OUT = Path(__file__).parent / "results" / "byo-models.json"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # colour photos bundled in scikit-image's wheel
 # four other bundled colour photos: the folder DivQAT's options were tuned on, so the report folder stays unseen
 TUNING_PHOTOS = ("immunohistochemistry", "hubble_deep_field", "retina", "stereo_motorcycle")
+# a second tuning folder whose photos change across their width, as the report folder's do (a temple then
+# trees, a man then a lawn): its val crops are as far from its train crops. china and flower ship with
+# scikit-learn, camera is scikit-image's grey cameraman (saved grey: the loader makes it RGB)
+FAR_TUNING_PHOTOS = ("china", "flower", "stereo_motorcycle", "camera")
+FOLDERS = {"report": PHOTOS, "tuning": TUNING_PHOTOS, "far-tuning": FAR_TUNING_PHOTOS}
 VAL_FROM = 0.7  # val crops lie right of this fraction of the width, train crops left of it
 
 
 def write_photo_folder(root: Path, per_class: dict[str, int], size: int, seed: int, photos: tuple[str, ...] = PHOTOS) -> Path:
     """root/{train,val}/<photo>/NNN.{jpg,png}: random square crops (side 64-160 px, or as wide as the
     strip allows), resized to `size`, half of them mirrored; JPEG and PNG alternate."""
-    import skimage.data
-
     rng = np.random.default_rng(seed)
     for name in photos:
-        photo = getattr(skimage.data, name)()
-        photo = photo[0] if isinstance(photo, tuple) else photo  # stereo_motorcycle: (left, right, disparity)
+        photo = bundled_photo(name)
         h, w = photo.shape[:2]
         cut = int(w * VAL_FROM)
         for split, (lo, hi) in (("train", (0, cut)), ("val", (cut, w))):
@@ -65,6 +68,18 @@ def write_photo_folder(root: Path, per_class: dict[str, int], size: int, seed: i
                     crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
                 crop.save(folder / f"{i:03d}.jpg", quality=90) if i % 2 else crop.save(folder / f"{i:03d}.png")
     return root
+
+
+def bundled_photo(name: str) -> np.ndarray:
+    """One photo shipped inside an installed wheel: scikit-learn's sample images (china, flower) or scikit-image's."""
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{name}.jpg")
+    import skimage.data
+
+    photo = getattr(skimage.data, name)()
+    return photo[0] if isinstance(photo, tuple) else photo  # stereo_motorcycle: (left, right, disparity)
 
 
 def score_from_manifest(export: Path, val: Path) -> dict[str, float]:
@@ -171,14 +186,14 @@ def main() -> None:
     parser.add_argument("--method", default="divqat", choices=["divqat", "qat"], help="qat: what quantization alone costs, beside DivQAT's")
     parser.add_argument("--divqat", default="", help='DivQAT options passed to train as given, e.g. --divqat="--lam 0.5" (default: none, the defaults)')
     parser.add_argument("--no-teacher-run", action="store_true", help="skip the last flow (the first run's teacher passed back with --teacher)")
-    parser.add_argument("--photos", default="report", choices=["report", "tuning"], help="tuning: TUNING_PHOTOS, the folder options are chosen on (default: the report folder, PHOTOS)")
+    parser.add_argument("--photos", default="report", choices=list(FOLDERS), help="tuning, far-tuning: the folders options are chosen on (default: the report folder, PHOTOS)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    photos = TUNING_PHOTOS if args.photos == "tuning" else PHOTOS
+    photos = FOLDERS[args.photos]
     schedule = ["--epochs", str(args.epochs), "--qat-epochs", str(args.qat_epochs), "--batch-size", str(args.batch_size), "--threads", "1", *args.divqat.split()]
     result = {
         "data": (
-            f"{args.photos} folder: {len(photos)} classes, one per scikit-image photo {list(photos)}: random square crops resized to 64x64, "
+            f"{args.photos} folder: {len(photos)} classes, one per bundled photo {list(photos)}: random square crops resized to 64x64, "
             f"JPEG and PNG; {args.train} train per class (left {VAL_FROM:.0%} of each photo), {args.val} val per class (the rest)"
         ),
         "method": args.method,

@@ -92,6 +92,9 @@ def _config(**kw: Any):
 def _print_train(run: Any) -> None:
     acc = run.metrics["accuracy"]
     click.echo(f"run {run.dir}: accuracy fp32 {acc['fp32']:.2%}  fake-quant {acc['fake_quant']:.2%}  int8 {acc['int8']:.2%}")
+    shortfall = run.int8_shortfall()
+    if shortfall:
+        click.secho(f"warning: {shortfall}", fg="yellow", err=True)
 
 
 def _print_export(folder: Path, report: list[dict[str, Any]]) -> None:

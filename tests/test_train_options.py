@@ -63,3 +63,15 @@ def test_unset_epochs_give_a_small_split_the_steps_digits_gets(default_run):
     assert counts(TrainConfig(), 320) == (68, 28)
     assert counts(TrainConfig(batch_size=16), 320) == (20, 8)  # 20 batches per epoch: already more steps than digits
     assert counts(TrainConfig(epochs=3, qat_epochs=2), 10) == (3, 2)
+
+
+def test_an_int8_model_far_below_its_teacher_is_reported_with_where_its_answers_went(tmp_path, torch_threads, default_run):
+    """DivQAT pulled hard to its fixed class: `train` names the class that drew the answers and the option to turn down."""
+    assert default_run.int8_shortfall() is None  # plain QAT on digits: int8 within 2 points
+    assert sum(default_run.metrics["answers_per_class"]["int8"]) == len(default_run.dataset().test)
+    cfg = TrainConfig(runs_dir=str(tmp_path), method="divqat", epochs=3, qat_epochs=2, method_options={"target": "fixed", "lam": 40.0, "inputs": "clean"})
+    run = train_run(cfg)
+    answers = run.metrics["answers_per_class"]
+    assert answers["int8"][0] > answers["fp32"][0]
+    warning = run.int8_shortfall()
+    assert warning is not None and "went most to '0'" in warning and "--lam 40" in warning

@@ -164,10 +164,14 @@ def fit(
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data: Split, norm: Normaliser, workers: int = 0) -> float:
-    """The share of the split the model's argmax labels right, read in order `data.batch_size` images at a time."""
+def predict(model: nn.Module, data: Split, norm: Normaliser, workers: int = 0) -> np.ndarray:
+    """The model's argmax label for each image of the split, read in order `data.batch_size` images at a time."""
     model.eval()
     size = data.batch_size
     sequential = [list(range(i, min(i + size, len(data)))) for i in range(0, len(data), size)]
-    predicted = torch.cat([model(x).argmax(1) for x, _ in loader(data, norm, sequential, workers)])
-    return (predicted == torch.from_numpy(data.y)).float().mean().item()
+    return torch.cat([model(x).argmax(1) for x, _ in loader(data, norm, sequential, workers)]).numpy()
+
+
+def accuracy(model: nn.Module, data: Split, norm: Normaliser, workers: int = 0) -> float:
+    """The share of the split the model's argmax labels right."""
+    return float(np.mean(predict(model, data, norm, workers) == data.y))
