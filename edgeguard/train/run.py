@@ -139,7 +139,7 @@ class Run:
         to the class its probe target answers with, class 0; the run's own numbers show it, and a
         user should hear it from `train`, not find it later in a thief's report."""
         acc, answers = self.metrics["accuracy"], self.metrics.get("answers_per_class")
-        points = 100 * (acc["fp32"] - acc["int8"])
+        points = round(100 * (acc["fp32"] - acc["int8"]), 6)  # 83.5% - 81.5% is 2.0000000000000018 points in floats
         if points <= SHORTFALL_POINTS or not answers:
             return None
         gained = int(np.argmax(np.subtract(answers["int8"], answers["fp32"])))
