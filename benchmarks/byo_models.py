@@ -35,6 +35,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from edgeguard.data.natural import bundled_photo
 from edgeguard.export.onnx import contents
 
 OUT = Path(__file__).parent / "results" / "byo-models.json"
@@ -68,18 +69,6 @@ def write_photo_folder(root: Path, per_class: dict[str, int], size: int, seed: i
                     crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
                 crop.save(folder / f"{i:03d}.jpg", quality=90) if i % 2 else crop.save(folder / f"{i:03d}.png")
     return root
-
-
-def bundled_photo(name: str) -> np.ndarray:
-    """One photo shipped inside an installed wheel: scikit-learn's sample images (china, flower) or scikit-image's."""
-    if name in ("china", "flower"):
-        from sklearn.datasets import load_sample_image
-
-        return load_sample_image(f"{name}.jpg")
-    import skimage.data
-
-    photo = getattr(skimage.data, name)()
-    return photo[0] if isinstance(photo, tuple) else photo  # stereo_motorcycle: (left, right, disparity)
 
 
 def score_from_manifest(export: Path, val: Path) -> dict[str, float]:

@@ -27,13 +27,25 @@ def rgb01(image: np.ndarray) -> np.ndarray:
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
 
 
+SKLEARN_PHOTOS = ("china", "flower")  # scikit-learn's two sample images
+
+
+def bundled_photo(name: str) -> np.ndarray:
+    """One photo shipped inside an installed wheel, by name, as its package gives it (uint8; grey or RGB)."""
+    if name in SKLEARN_PHOTOS:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(f"{name}.jpg")
+    import skimage.data
+
+    photo = getattr(skimage.data, name)()
+    return photo[0] if isinstance(photo, tuple) else photo  # stereo_motorcycle: (left, right, disparity)
+
+
 @lru_cache(maxsize=1)
 def photos() -> tuple[np.ndarray, ...]:
     """All bundled photos as float32 RGB arrays in [0, 1], (H, W, 3)."""
-    import skimage.data
-    from sklearn.datasets import load_sample_images
-
-    return tuple(map(rgb01, [*load_sample_images().images, *(getattr(skimage.data, name)() for name in SKIMAGE_PHOTOS)]))
+    return tuple(rgb01(bundled_photo(name)) for name in (*SKLEARN_PHOTOS, *SKIMAGE_PHOTOS))
 
 
 CACHED_BYTES = 64 * 2**20  # largest patch set kept for repeated calls (1,000 RGB patches of 64x64 are 49 MB)
