@@ -23,6 +23,7 @@ import numpy as np
 # the signature's default probability of class 0, the rest spread evenly: chosen on the tuning side
 # (docs/divqat.md); at 0.5 the small differences around the soft answer taught thieves more than plain QAT
 SIGNATURE_MASS = 0.98
+TARGET_CLASS = 0  # the class DivQAT's teacher-free probe targets put their mass on: the signature's top class, the fixed target's class
 
 
 def energy(logits: np.ndarray) -> np.ndarray:
@@ -34,7 +35,7 @@ def signature(classes: int, mass: float = SIGNATURE_MASS) -> np.ndarray:
     """The fixed soft answer DivQAT's `signature` target trains off-manifold probes to give: it
     carries nothing about the input, and honest inputs, answered near one-hot, never get it."""
     q = np.full(classes, (1 - mass) / (classes - 1))
-    q[0] = mass
+    q[TARGET_CLASS] = mass
     return q
 
 

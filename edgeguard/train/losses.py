@@ -16,7 +16,7 @@ from torch import nn
 from torch.ao.quantization import FakeQuantizeBase, disable_observer
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from edgeguard.monitor.ood import SIGNATURE_MASS, signature
+from edgeguard.monitor.ood import SIGNATURE_MASS, TARGET_CLASS, signature
 
 
 class Loss(Protocol):
@@ -113,7 +113,7 @@ def probe_target_loss(student_logits: torch.Tensor, target: str, signature_mass:
     if target == "uniform":
         return -log_ps.mean(1) - math.log(student_logits.shape[1])
     if target == "fixed":
-        return -log_ps[:, 0]
+        return -log_ps[:, TARGET_CLASS]
     if target == "signature":
         q = torch.as_tensor(signature(student_logits.shape[1], signature_mass), dtype=log_ps.dtype, device=log_ps.device)
         if temperature != 1:

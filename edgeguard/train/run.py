@@ -23,6 +23,7 @@ from edgeguard.files import atomic_write, atomic_write_json, ensure_dir, read_js
 from edgeguard.models import MODELS, build_model
 from edgeguard.models.blocks import QuantizableNet
 from edgeguard.models.pretrained import load_teacher, read_state, released_weights
+from edgeguard.monitor.ood import TARGET_CLASS
 from edgeguard.runtime.preprocess import ImageSpec, Normaliser
 from edgeguard.train.loop import fit, predict, resolve_device, seed_everything
 from edgeguard.train.losses import DATASET_DEFAULTS, DivQATLoss, Loss, cross_entropy
@@ -136,7 +137,7 @@ class Run:
 
         Why: on photos unlike the training ones (issue 14's report folder, whose val crops come from
         another part of each photo) DivQAT's probe pull reaches honest images and moves their answers
-        to the class its probe target answers with, class 0; the run's own numbers show it, and a
+        to the class its probe target answers with (`TARGET_CLASS`); the run's own numbers show it, and a
         user should hear it from `train`, not find it later in a thief's report."""
         acc, answers = self.metrics["accuracy"], self.metrics.get("answers_per_class")
         points = round(100 * (acc["fp32"] - acc["int8"]), 6)  # 83.5% - 81.5% is 2.0000000000000018 points in floats
@@ -149,7 +150,7 @@ class Run:
             f"the answers it changed went most to '{classes[gained]}' ({answers['fp32'][gained]} -> {answers['int8'][gained]} images)."
         )
         loss = self.config.loss()
-        if gained == 0 and getattr(loss, "target", None) in ("signature", "fixed") and loss.lam > 0:
+        if gained == TARGET_CLASS and getattr(loss, "target", None) in ("signature", "fixed") and loss.lam > 0:
             text += (
                 f" That is the class DivQAT's probe target answers with: its pull (--lam {loss.lam:g}) reaches honest images unlike the "
                 "training ones. A smaller --lam pulls less; --method qat shows what quantization alone costs "
